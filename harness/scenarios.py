@@ -1,0 +1,194 @@
+"""Scenarios: ``fixtures/workflows/<name>/`` = workflow template + ``expect.yml`` + ``README.md``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+from harness.forgejo.models import Status
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS_DIR = ROOT / "fixtures" / "workflows"
+ACTIONS_DIR = ROOT / "fixtures" / "actions"
+LABEL_PLACEHOLDER = "__RUNS_ON__"
+KINDS = ("native", "docker")
+SEVERITIES = ("fail", "report")
+REQUIREMENTS = ("docker", "buildx", "privileged")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An observation budget: a limit and what exceeding it does (``fail`` or ``report``)."""
+
+    limit: float
+    severity: str = "report"
+
+
+@dataclass(frozen=True)
+class RunnerControl:
+    """Fault injection: send ``signal`` to the lab runner when ``on_log`` appears in the job log."""
+
+    on_log: str
+    signal: str = "KILL"
+    resume_after: float | None = None  # seconds; SIGCONT after a SIGSTOP
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a scenario expects (parsed from ``expect.yml``)."""
+
+    kind: str
+    marker: str
+    job: Status
+    steps: Mapping[str, Status]
+    continue_on_error: tuple[str, ...]
+    post_steps: tuple[str, ...]
+    setup_cold: float | None
+    setup_warm: float | None
+    job_log_must: tuple[str, ...]
+    job_log_must_not: tuple[str, ...]
+    runner_log_must: tuple[str, ...]
+    runner_log_must_not: tuple[str, ...]
+    observe: Mapping[str, Budget]
+    expected_violations: tuple[str, ...]
+    requires: tuple[str, ...]
+    control: RunnerControl | None
+    dispatch: bool
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], where: str) -> Expect:
+        """Validate and parse; every problem names the file and key."""
+
+        def fail(msg: str) -> ConfigError:
+            return ConfigError(f"{where}: {msg}")
+
+        unknown = set(data) - {
+            "kind", "marker", "job", "steps", "continue_on_error", "post_steps", "setup_budget", "log_markers",
+            "observe", "expected_violations", "requires", "runner_control", "dispatch",
+        }
+        if unknown:
+            raise fail(f"unknown keys {sorted(unknown)}")
+        kind = data.get("kind")
+        if kind not in KINDS:
+            raise fail(f"kind must be one of {KINDS}, not {kind!r}")
+        marker = data.get("marker", "regression")
+        if marker not in ("regression", "selfcheck"):
+            raise fail(f"marker must be regression or selfcheck, not {marker!r}")
+
+        def status(value: Any, key: str) -> Status:
+            parsed = Status.parse(value)
+            if parsed is Status.UNKNOWN or not parsed.done:
+                raise fail(f"{key}: {value!r} is not a final status")
+            return parsed
+
+        steps = {str(k): status(v, f"steps.{k}") for k, v in (data.get("steps") or {}).items()}
+        budget = data.get("setup_budget") or {}
+        markers = data.get("log_markers") or {}
+        observe = {}
+        for name, spec in (data.get("observe") or {}).items():
+            if not isinstance(spec, Mapping) or "limit" not in spec:
+                raise fail(f"observe.{name} needs a limit")
+            severity = spec.get("severity", "report")
+            if severity not in SEVERITIES:
+                raise fail(f"observe.{name}.severity must be one of {SEVERITIES}")
+            observe[str(name)] = Budget(float(spec["limit"]), severity)
+        requires = tuple(data.get("requires") or ())
+        if set(requires) - set(REQUIREMENTS):
+            raise fail(f"requires: unknown {sorted(set(requires) - set(REQUIREMENTS))}")
+        control = None
+        if data.get("runner_control"):
+            rc = data["runner_control"]
+            if rc.get("signal", "KILL") not in ("KILL", "STOP", "TERM"):
+                raise fail("runner_control.signal must be KILL, STOP or TERM")
+            control = RunnerControl(str(rc["on_log"]), str(rc.get("signal", "KILL")), rc.get("resume_after"))
+        expected = tuple(data.get("expected_violations") or ())
+        if marker == "selfcheck" and not expected:
+            raise fail("a selfcheck scenario must list its expected_violations")
+
+        def strings(key: str) -> tuple[str, ...]:
+            return tuple(str(s) for s in markers.get(key) or ())
+
+        return cls(
+            kind=kind,
+            marker=marker,
+            job=status(data.get("job", "success"), "job"),
+            steps=steps,
+            continue_on_error=tuple(data.get("continue_on_error") or ()),
+            post_steps=tuple(data.get("post_steps") or ()),
+            setup_cold=float(budget["cold"]) if "cold" in budget else None,
+            setup_warm=float(budget["warm"]) if "warm" in budget else None,
+            job_log_must=strings("job_must"),
+            job_log_must_not=strings("job_must_not"),
+            runner_log_must=strings("runner_must"),
+            runner_log_must_not=strings("runner_must_not"),
+            observe=observe,
+            expected_violations=expected,
+            requires=requires,
+            control=control,
+            dispatch=bool(data.get("dispatch", False)),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario folder."""
+
+    name: str
+    path: Path
+    template: str
+    expect: Expect
+    readme: str
+
+    @property
+    def workflow_file(self) -> str:
+        """The file name pushed under ``.forgejo/workflows/``."""
+        return f"{self.name}.yml"
+
+    def render(self, label: str) -> str:
+        """The workflow with the runner label filled in."""
+        return self.template.replace(LABEL_PLACEHOLDER, label)
+
+    def uses(self) -> tuple[str, ...]:
+        """The ``uses:`` references of the workflow (actions the runner must fetch)."""
+        return tuple(dict.fromkeys(re.findall(r"^\s*-?\s*uses:\s*['\"]?([^'\"\s#]+)", self.template, re.M)))
+
+
+def scenario_names(root: Path = WORKFLOWS_DIR) -> list[str]:
+    """Every scenario folder name, sorted."""
+    return sorted(p.name for p in root.iterdir() if (p / "workflow.yml").is_file()) if root.is_dir() else []
+
+
+def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
+    """Load and validate one scenario.
+
+    Raises:
+        ConfigError: unknown scenario or a malformed file.
+    """
+    path = root / name
+    if not (path / "workflow.yml").is_file():
+        raise ConfigError(f"unknown scenario {name!r}; known: {', '.join(scenario_names(root)) or 'none'}")
+    template = (path / "workflow.yml").read_text()
+    if LABEL_PLACEHOLDER not in template:
+        raise ConfigError(f"{path / 'workflow.yml'}: no {LABEL_PLACEHOLDER} placeholder for the runner label")
+    try:
+        yaml.safe_load(template.replace(LABEL_PLACEHOLDER, "label"))
+        data = yaml.safe_load((path / "expect.yml").read_text()) if (path / "expect.yml").is_file() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path / 'expect.yml'}: missing or not a mapping")
+    readme = (path / "README.md").read_text() if (path / "README.md").is_file() else ""
+    return Scenario(name, path, template, Expect.parse(data, str(path / "expect.yml")), readme)
+
+
+def load_all(root: Path = WORKFLOWS_DIR) -> list[Scenario]:
+    """Every scenario."""
+    return [load(n, root) for n in scenario_names(root)]
