@@ -1,0 +1,169 @@
+"""A small CLI for what is useful outside pytest: ``lab prepare|up|status|down``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from harness.errors import HarnessError
+from harness.lab import lab as labs
+from harness.lab.forgejo import ZombieSettings
+from harness.lab.prepare import prepare
+from harness.lab.seed import parse_seed_option
+from harness.runners import binaries
+from harness.versions import Version
+
+DEFAULT_LAB = "default"
+
+
+def _versions(values: Sequence[str] | None, kind: str) -> list[Version]:
+    if values:
+        try:
+            return [Version.parse(v) for v in values]
+        except ValueError as exc:
+            raise HarnessError(str(exc)) from None
+    found = binaries.available(kind)
+    if not found:
+        raise HarnessError(f"no {kind} binary in {binaries.bin_dir()} and no version given")
+    return found if kind == "forgejo-runner" else [found[-1]]
+
+
+def _explicit(values: Sequence[str] | None) -> dict[Version, object]:
+    from pathlib import Path
+
+    result: dict[Version, object] = {}
+    for value in values or ():
+        version, sep, path = value.partition("=")
+        if not sep:
+            raise HarnessError(f"--runner-binary {value!r}: expected VERSION=PATH")
+        result[Version.parse(version)] = Path(path)
+    return result
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    directory = labs.lab_dir_for(args.lab)
+    if (directory / "lab.json").exists():
+        existing = labs.Lab.load(directory)
+        problem = existing.healthy()
+        wanted = {str(v) for v in _versions(args.runner_version, "forgejo-runner")}
+        if problem is None and wanted <= set(existing.runners):
+            _print(f"reusing the healthy lab {args.lab}")
+            return _show(existing, args.json)
+        _print(f"replacing lab {args.lab}: {problem or 'other runner versions requested'}")
+        existing.down()
+    from pathlib import Path
+
+    forgejo_version = _versions([args.forgejo_version] if args.forgejo_version else None, "forgejo")[0]
+    forgejo = binaries.resolve("forgejo", forgejo_version,
+                               explicit={forgejo_version: Path(args.forgejo_binary)} if args.forgejo_binary else None)
+    explicit = _explicit(args.runner_binary)
+    specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v, explicit=explicit))  # type: ignore[arg-type]
+             for v in _versions(args.runner_version, "forgejo-runner")]
+    lab = labs.boot(args.lab, forgejo, specs, capacity=args.capacity, seed_sources=parse_seed_option(args.seed_action),
+                    seed_refs={"actions/checkout": {"v4"}, "docker/setup-qemu-action": {"v3"},
+                               "docker/setup-buildx-action": {"v3"}},
+                    zombie=ZombieSettings(), notify=_print)
+    return _show(lab, args.json)
+
+
+def _show(lab: labs.Lab, as_json: bool) -> int:
+    data = lab.to_json()
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    fj = data["forgejo"]
+    _print(f"lab {data['id']} ({data['dir']})")
+    _print(f"  Forgejo {fj['version']} {fj['url']} pid {fj['pid']} log {fj['log']}")
+    _print(f"  token file {fj['token_file']} (user {fj['user']}, password file {fj['password_file']})")
+    if data["engine"]:
+        e = data["engine"]
+        _print(f"  Docker {e['version']} at {e['host']} ({'ours, pid ' + str(e['pid']) if e['ours'] else 'the user'}'s)"
+               f" bridge {e['bridge_ip']} runtime {e['runtime']}")
+    for _key, r in data["runners"].items():
+        _print(f"  runner {r['name']} v{r['version']} pid {r['pid']} alive={r['alive']} log {r['log']}")
+        _print(f"    labels: {', '.join(r['labels'].values())}")
+        c = r["cache_server"]
+        _print(f"    cache server pid {c['pid']} port {c['port']} (proxy {c['proxy_port']}) dir {c['dir']}")
+    for s in data["seeded"]:
+        _print(f"  seeded {s['repo']} @ {s['commit'][:12]} refs {', '.join(s['refs'])}")
+    _print("  listeners:")
+    for listener in data["listeners"]:
+        _print(f"    {listener['address']}:{listener['port']} {listener['process']} (pid {listener['pid']})")
+    _print("  firewall:" + ("" if data["firewall"] else f" none ({data['firewall_note'] or 'not installed'})"))
+    for rule in data["firewall"]:
+        _print(f"    {rule}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lab = labs.Lab.load(labs.lab_dir_for(args.lab))
+    problem = lab.healthy()
+    code = _show(lab, args.json)
+    if not args.json:
+        _print(f"  health: {problem or 'ok'}")
+    return code if problem is None else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    directory = labs.lab_dir_for(args.lab)
+    if not (directory / "lab.json").exists():
+        _print(f"no lab {args.lab} is up")
+        return 0
+    leaks = labs.Lab.load(directory).down(notify=_print)
+    if leaks:
+        _print("leak check FAILED, still present:\n  " + "\n  ".join(leaks))
+        return 1
+    _print("leak check: nothing left")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    prepared = prepare(with_buildx=not args.no_buildx, notify=_print)
+    _print(f"job image {prepared.job_image} ({prepared.job_tar})")
+    _print(f"binfmt image {prepared.binfmt_image} ({prepared.binfmt_tar})")
+    _print(f"buildx plugin: {prepared.buildx or 'not available: ' + str(prepared.buildx_error)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("lab", help="Throwaway Forgejo + runners + Docker engine.")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_sub.add_parser("up", help="Boot (or reuse) the lab; prints its URL, token file and runners.")
+    up.add_argument("--forgejo-version")
+    up.add_argument("--forgejo-binary")
+    up.add_argument("--runner-version", action="append")
+    up.add_argument("--runner-binary", action="append", metavar="VERSION=PATH")
+    up.add_argument("--seed-action", action="append", default=[], metavar="OWNER/NAME=PATH")
+    up.add_argument("--capacity", type=int, default=2)
+    for p in (up, lab_sub.add_parser("status", help="Show the lab (exit 1 when unhealthy)."),
+              lab_sub.add_parser("down", help="Stop and remove everything the lab started.")):
+        p.add_argument("--lab", default=DEFAULT_LAB, help="Lab id (default: %(default)s).")
+        p.add_argument("--json", action="store_true")
+    prep = lab_sub.add_parser("prepare", help="Build the job image, binfmt image and buildx plugin (offline).")
+    prep.add_argument("--no-buildx", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "prepare": cmd_prepare}
+    try:
+        return handlers[args.lab_command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

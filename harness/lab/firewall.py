@@ -1,0 +1,73 @@
+"""Firewall confinement of the lab's listening ports: accept on lo, docker0 and ``br-*``; drop elsewhere.
+
+One iptables chain per lab (``REGRESS-<id>``), jumped to from INPUT for the lab's TCP ports only;
+``remove`` deletes the jump and the chain. ``rules`` lists them for ``lab status``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from harness.errors import LabError
+
+ALLOWED_INTERFACES = ("lo", "docker0", "br-+")
+
+
+def chain_name(lab_id: str) -> str:
+    """The lab's chain (iptables names are at most 28 characters)."""
+    return f"REGRESS-{lab_id}"[:28]
+
+
+def _ipt(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("iptables")
+    if binary is None:
+        raise LabError("iptables is not installed; the lab confines its ports with it (apt-get install iptables)")
+    proc = subprocess.run([binary, "-w", "5", *args], capture_output=True, text=True, timeout=30, check=False)
+    if check and proc.returncode != 0:
+        raise LabError(f"iptables {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def available() -> bool:
+    """True when iptables can be used here (installed and permitted)."""
+    return shutil.which("iptables") is not None and _ipt("-S", "INPUT", check=False).returncode == 0
+
+
+def install(lab_id: str, ports: Sequence[int], bridges: Sequence[str] = ()) -> list[str]:
+    """Add the chain and the INPUT jump for ``ports``; returns the rules as ``iptables -S`` prints them."""
+    chain = chain_name(lab_id)
+    remove(lab_id)
+    _ipt("-N", chain)
+    for interface in (*ALLOWED_INTERFACES, *bridges):
+        _ipt("-A", chain, "-i", interface, "-j", "ACCEPT")
+    _ipt("-A", chain, "-j", "DROP")
+    for start in range(0, len(ports), 15):  # multiport takes at most 15 ports
+        chunk = ",".join(str(p) for p in ports[start:start + 15])
+        _ipt("-I", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", chunk, "-m", "comment", "--comment",
+             f"regress lab {lab_id}", "-j", chain)
+    return rules(lab_id)
+
+
+def rules(lab_id: str) -> list[str]:
+    """Every rule of this lab (the jumps in INPUT and the chain's own)."""
+    chain = chain_name(lab_id)
+    found = [r for r in _ipt("-S", "INPUT", check=False).stdout.splitlines() if f"-j {chain}" in r]
+    own = _ipt("-S", chain, check=False)
+    if own.returncode == 0:
+        found += own.stdout.splitlines()
+    return found
+
+
+def remove(lab_id: str) -> None:
+    """Delete the jumps and the chain (idempotent)."""
+    if shutil.which("iptables") is None:
+        return
+    chain = chain_name(lab_id)
+    for rule in _ipt("-S", "INPUT", check=False).stdout.splitlines():
+        if f"-j {chain}" in rule:
+            _ipt(*(["-D", *shlex.split(rule)[1:]]), check=False)
+    _ipt("-F", chain, check=False)
+    _ipt("-X", chain, check=False)

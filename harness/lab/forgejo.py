@@ -1,0 +1,254 @@
+"""A throwaway Forgejo: app.ini for sqlite, migrate, an admin, a token, ``web`` detached."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from harness.budgets import BUDGETS
+from harness.errors import LabError
+from harness.lab import procs
+from harness.redact import register_secret
+from harness.runners.binaries import Binary
+from harness.watch import wait_for
+
+ADMIN = "regress"
+ROOT_ENV = {"GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true"}
+
+
+@dataclass(frozen=True)
+class ZombieSettings:
+    """Lab-sized task timeouts (the defaults would let a lost runner's job hang 10–15 minutes)."""
+
+    zombie_timeout: str = "30s"
+    zombie_cron: str = "@every 10s"
+    endless_timeout: str = "1h"
+
+    def worst_case_seconds(self) -> float:
+        """Zombie timeout + cron period: how long a lost runner's job can stay ``running``."""
+        from harness.forgejo.models import parse_go_duration
+
+        timeout = parse_go_duration(self.zombie_timeout) or 600.0
+        cron = parse_go_duration(self.zombie_cron.replace("@every", "").strip()) or 300.0
+        return timeout + cron
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def static_root_for(binary: Binary) -> Path | None:
+    """Templates/options for a build without bindata: ``REGRESS_FORGEJO_STATIC_ROOT`` or ``<binary>.static``."""
+    env = os.environ.get("REGRESS_FORGEJO_STATIC_ROOT")
+    if env:
+        return Path(env)
+    candidate = binary.path.with_name(binary.path.name + ".static")
+    return candidate.resolve() if candidate.exists() else None
+
+
+def render_app_ini(work: Path, host: str, port: int, static_root: Path | None, zombie: ZombieSettings) -> str:
+    """The app.ini of a lab Forgejo (sqlite, install-locked, actions on, ``DEFAULT_ACTIONS_URL = self``)."""
+    static = f"STATIC_ROOT_PATH = {static_root}\n" if static_root else ""
+    return f"""APP_NAME = regress-lab
+RUN_MODE = prod
+WORK_PATH = {work}
+I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
+
+[server]
+PROTOCOL = http
+HTTP_ADDR = {host}
+HTTP_PORT = {port}
+DOMAIN = {host}
+ROOT_URL = http://{host}:{port}/
+LOCAL_ROOT_URL = http://{host}:{port}/
+DISABLE_SSH = true
+START_SSH_SERVER = false
+LFS_START_SERVER = false
+OFFLINE_MODE = true
+APP_DATA_PATH = {work}/data
+{static}
+[database]
+DB_TYPE = sqlite3
+PATH = {work}/data/forgejo.db
+SQLITE_JOURNAL_MODE = WAL
+
+[repository]
+ROOT = {work}/data/repos
+DEFAULT_BRANCH = main
+
+[security]
+INSTALL_LOCK = true
+PASSWORD_COMPLEXITY = off
+MIN_PASSWORD_LENGTH = 8
+
+[service]
+DISABLE_REGISTRATION = true
+REQUIRE_SIGNIN_VIEW = false
+
+[log]
+MODE = console
+LEVEL = Info
+
+[actions]
+ENABLED = true
+DEFAULT_ACTIONS_URL = self
+ZOMBIE_TASK_TIMEOUT = {zombie.zombie_timeout}
+ENDLESS_TASK_TIMEOUT = {zombie.endless_timeout}
+ABANDONED_JOB_TIMEOUT = 24h
+
+[cron.stop_zombie_tasks]
+ENABLED = true
+RUN_AT_START = false
+SCHEDULE = {zombie.zombie_cron}
+
+[cron.update_checker]
+ENABLED = false
+
+[mailer]
+ENABLED = false
+
+[session]
+PROVIDER = file
+"""
+
+
+@dataclass
+class ForgejoServer:
+    """One lab Forgejo; every path is under ``work``."""
+
+    binary: Binary
+    work: Path
+    host: str
+    port: int
+    lab_id: str
+    zombie: ZombieSettings
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def app_ini(self) -> Path:
+        """The config file."""
+        return self.work / "app.ini"
+
+    @property
+    def log_file(self) -> Path:
+        """stdout/stderr of ``forgejo web``."""
+        return self.work / "forgejo.log"
+
+    @property
+    def token_file(self) -> Path:
+        """The admin's API token (0600)."""
+        return self.work / "token"
+
+    @property
+    def password_file(self) -> Path:
+        """The admin's password (0600), for the web job view."""
+        return self.work / "password"
+
+    def base_cmd(self) -> list[str]:
+        """``forgejo --config … --work-path …``."""
+        return [str(self.binary.path), "--config", str(self.app_ini), "--work-path", str(self.work)]
+
+    def cli(self, *args: str, what: str, stdin: str | None = None) -> str:
+        """Run a forgejo subcommand; its stdout, or a LabError with the tail of its output."""
+        try:
+            proc = subprocess.run([*self.base_cmd(), *args], capture_output=True, text=True, input=stdin,
+                                  timeout=BUDGETS.forgejo_cli, env={**os.environ, **ROOT_ENV,
+                                                                    procs.LAB_ENV: self.lab_id}, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"forgejo {what} did not finish within forgejo_cli={BUDGETS.forgejo_cli:g}s") from None
+        if proc.returncode != 0:
+            out = (proc.stdout + proc.stderr).strip().splitlines()[-8:]
+            raise LabError(f"forgejo {what} failed (exit {proc.returncode}):\n" + "\n".join(out))
+        return proc.stdout
+
+    def configure(self) -> None:
+        """Write app.ini into a fresh work dir."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.work, 0o700)
+        (self.work / "data").mkdir(exist_ok=True)
+        self.app_ini.write_text(render_app_ini(self.work, self.host, self.port, static_root_for(self.binary),
+                                               self.zombie))
+
+    def migrate(self) -> None:
+        """``forgejo migrate``: create the schema (the CLI commands need it)."""
+        try:
+            self.cli("migrate", what="migrate")
+        except LabError as exc:
+            raise LabError(f"{exc}\n(config {self.app_ini})") from None
+
+    def start(self) -> None:
+        """Start ``forgejo web`` detached; output goes to ``forgejo.log``."""
+        if _port_taken(self.host, self.port):
+            raise LabError(f"port {self.port} on {self.host} is already taken; Forgejo cannot bind it")
+        self.pid = procs.spawn([*self.base_cmd(), "web"], log_file=self.log_file, lab_id=self.lab_id,
+                               env={**os.environ, **ROOT_ENV}, cwd=self.work)
+
+    def wait_ready(self) -> str:
+        """Wait for ``/api/v1/version``; returns the version string."""
+
+        def probe() -> str | None:
+            if not procs.alive(self.pid):
+                tail = self.log_file.read_text(errors="replace").splitlines()[-8:]
+                raise LabError(f"forgejo web exited during start; log {self.log_file}:\n" + "\n".join(tail))
+            try:
+                response = requests.get(self.url + "/api/v1/version", timeout=2)
+            except requests.RequestException:
+                return None
+            return str(response.json().get("version")) if response.status_code == 200 else None
+
+        version = wait_for(f"Forgejo at {self.url} to answer /api/v1/version", "forgejo_ready", probe,
+                           lambda v: v is not None, describe=lambda v: "not answering",
+                           evidence=str(self.log_file))
+        assert version is not None
+        return version
+
+    def create_admin(self) -> None:
+        """Create the admin user and an ``all``-scoped token (files 0600, never printed)."""
+        password = secrets.token_urlsafe(18)
+        register_secret(password)
+        self.cli("admin", "user", "create", "--username", ADMIN, "--password", password, "--email",
+                 f"{ADMIN}@example.test", "--admin", "--must-change-password=false", what="admin user create")
+        token = self.cli("admin", "user", "generate-access-token", "--username", ADMIN, "--token-name",
+                         f"regress-{secrets.token_hex(4)}", "--scopes", "all", "--raw",
+                         what="admin user generate-access-token").strip().splitlines()[-1].strip()
+        register_secret(token)
+        _write_secret(self.password_file, password)
+        _write_secret(self.token_file, token)
+
+    def register_runner(self, name: str, secret: str, labels: list[str]) -> str:
+        """Offline registration (``forgejo-cli actions register``); returns the runner UUID."""
+        register_secret(secret)
+        out = self.cli("forgejo-cli", "actions", "register", "--secret-stdin", "--name", name,
+                       "--labels", ",".join(labels), what=f"forgejo-cli actions register ({name})",
+                       stdin=secret)
+        return out.strip()
+
+    def stop(self) -> str:
+        """SIGTERM, then SIGKILL after ``runner_stop``."""
+        return procs.stop(self.pid, budget=BUDGETS.runner_stop)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")

@@ -1,0 +1,217 @@
+"""``lab prepare``: build once, offline, what the lab needs and no registry serves.
+
+* the job image for the ``docker`` label: ``debootstrap --variant=minbase`` (nodejs, git,
+  ca-certificates) from the machine's own apt sources, saved as a rootfs tarball;
+* the binfmt image the qemu stand-in runs: busybox plus Debian's ``qemu-user-static`` binaries;
+* the buildx CLI plugin: ``go install github.com/docker/buildx/cmd/buildx@<version>``.
+
+Artifacts live under ``~/.cache/forgejo-runner-regress/prepared/`` keyed by their recipe, with a
+``prepared.json`` manifest; images are imported into whichever engine the lab uses at ``lab up``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.budgets import BUDGETS
+from harness.errors import LabError
+from harness.paths import prepared_dir
+
+log = logging.getLogger(__name__)
+
+SUITE = "bookworm"
+JOB_PACKAGES = ("nodejs", "git", "ca-certificates")
+BINFMT_PACKAGES = ("qemu-user-static", "busybox-static")
+BUILDX_MODULE = "github.com/docker/buildx/cmd/buildx"
+BUILDX_VERSION = "v0.38.2"
+RECIPE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``lab prepare`` produced (paths are absolute)."""
+
+    job_image: str  # docker tag, e.g. regress-job:<key>
+    job_tar: str
+    binfmt_image: str
+    binfmt_tar: str
+    buildx: str | None  # path to the docker-buildx plugin, None when it could not be built
+    buildx_error: str | None
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> Prepared | None:
+        """The manifest, or None when ``lab prepare`` has not run (or its files are gone)."""
+        manifest = (root or prepared_dir()) / "prepared.json"
+        if not manifest.is_file():
+            return None
+        try:
+            data = json.loads(manifest.read_text())
+            prepared = cls(**data)
+        except (ValueError, TypeError):
+            return None
+        if not (Path(prepared.job_tar).is_file() and Path(prepared.binfmt_tar).is_file()):
+            return None
+        return prepared
+
+
+def apt_mirror() -> str:
+    """The Debian mirror of this machine's apt sources (never hard-coded in the suite)."""
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for match in re.finditer(r"(?m)^(?:deb\s+(?:\[[^\]]*\]\s+)?|URIs:\s*)(\S+)", text):
+            uri = match[1]
+            if "security" not in uri and uri.startswith(("http://", "https://", "file:")):
+                return uri
+    raise LabError("no Debian mirror found in /etc/apt/sources.list(.d); debootstrap needs one")
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join((RECIPE_VERSION, *parts)).encode()).hexdigest()[:12]
+
+
+def _run(cmd: list[str], what: str, log_file: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    with log_file.open("ab") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                  timeout=BUDGETS.prepare_step, check=False)
+        except FileNotFoundError:
+            raise LabError(f"{what}: {cmd[0]} is not installed (apt-get install {cmd[0]})") from None
+        except subprocess.TimeoutExpired:
+            raise LabError(f"{what} did not finish within prepare_step={BUDGETS.prepare_step:g}s; "
+                           f"log: {log_file}") from None
+    if proc.returncode != 0:
+        tail = log_file.read_text(errors="replace").splitlines()[-15:]
+        raise LabError(f"{what} failed (exit {proc.returncode}); log: {log_file}\n" + "\n".join(tail))
+
+
+def _rootfs_tar(packages: tuple[str, ...], tar: Path, logf: Path) -> None:
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is not installed; run: apt-get install debootstrap")
+    mirror = apt_mirror()
+    with tempfile.TemporaryDirectory(prefix="regress-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(root), mirror],
+             f"debootstrap of {SUITE} with {','.join(packages)}", logf)
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(root / junk, ignore_errors=True)
+        part = tar.with_suffix(".part")
+        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
+        part.rename(tar)
+
+
+def _binfmt_rootfs(tar: Path, logf: Path) -> None:
+    """A small rootfs: busybox + the qemu-*-static binaries and binfmt.d entries of Debian's packages."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise LabError("apt-get and dpkg-deb are needed to fetch qemu-user-static and busybox-static")
+    with tempfile.TemporaryDirectory(prefix="regress-binfmt-") as tmp:
+        debs = Path(tmp) / "debs"
+        root = Path(tmp) / "rootfs"
+        debs.mkdir()
+        _run(["apt-get", "download", *BINFMT_PACKAGES], "apt-get download of the binfmt packages", logf, cwd=debs)
+        for deb in sorted(debs.glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", logf)
+        for d in ("bin", "proc/sys/fs/binfmt_misc", "tmp", "usr/local/bin"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        busybox = root / "bin" / "busybox"
+        for applet in ("sh", "cat", "mount", "ls", "sed", "tr", "basename", "echo", "true"):
+            (root / "bin" / applet).symlink_to("busybox")
+        if not busybox.exists():
+            raise LabError("busybox-static did not unpack /bin/busybox")
+        script = root / "usr/local/bin/regress-binfmt"
+        script.write_text(BINFMT_SCRIPT)
+        script.chmod(0o755)
+        part = tar.with_suffix(".part")
+        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
+        part.rename(tar)
+
+
+BINFMT_SCRIPT = r"""#!/bin/sh
+# Registers qemu-user-static binfmt handlers (what tonistiigi/binfmt --install all does).
+# A sandboxed kernel may refuse: that is reported, not an error.
+set -u
+mnt=/proc/sys/fs/binfmt_misc
+if [ ! -w "$mnt/register" ]; then
+  mount -t binfmt_misc binfmt_misc "$mnt" 2>/dev/null || true
+fi
+ok=0; refused=0
+for conf in /usr/lib/binfmt.d/qemu-*.conf; do
+  [ -f "$conf" ] || continue
+  name=$(basename "$conf" .conf)
+  if [ -e "$mnt/$name" ]; then ok=$((ok+1)); continue; fi
+  if cat "$conf" > "$mnt/register" 2>/dev/null; then ok=$((ok+1)); else refused=$((refused+1)); fi
+done
+echo "binfmt: $ok handlers registered, $refused refused by the kernel"
+ls /usr/bin/qemu-*-static | sed 's#.*/qemu-##; s#-static##' | tr '\n' ' '; echo
+exit 0
+"""
+
+
+def _build_buildx(dest: Path, logf: Path) -> None:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        raise LabError("go is not installed; the buildx plugin is built with go install")
+    with tempfile.TemporaryDirectory(prefix="regress-buildx-") as gobin:
+        env = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}
+        _run([go, "install", f"{BUILDX_MODULE}@{BUILDX_VERSION}"], f"go install buildx {BUILDX_VERSION}", logf, env=env)
+        shutil.copy2(Path(gobin) / "buildx", dest)
+        dest.chmod(0o755)
+
+
+def prepare(root: Path | None = None, *, with_buildx: bool = True, notify: Callable[[str], None] = print) -> Prepared:
+    """Build (or reuse) every artifact; idempotent and keyed by recipe.
+
+    Raises:
+        LabError: a build step failed; names the step and its log.
+    """
+    root = root or prepared_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    logf = root / "prepare.log"
+    job_key = _key("job", SUITE, *JOB_PACKAGES)
+    job_tar = root / f"job-{job_key}.tar"
+    if not job_tar.is_file():
+        notify(f"building the job image rootfs ({SUITE} minbase + {', '.join(JOB_PACKAGES)}); log: {logf}")
+        _rootfs_tar(JOB_PACKAGES, job_tar, logf)
+    binfmt_key = _key("binfmt", *BINFMT_PACKAGES, BINFMT_SCRIPT)
+    binfmt_tar = root / f"binfmt-{binfmt_key}.tar"
+    if not binfmt_tar.is_file():
+        notify(f"building the binfmt image ({', '.join(BINFMT_PACKAGES)}); log: {logf}")
+        _binfmt_rootfs(binfmt_tar, logf)
+    buildx: str | None = None
+    buildx_error: str | None = None
+    plugin = root / f"docker-buildx-{BUILDX_VERSION}"
+    if plugin.is_file():
+        buildx = str(plugin)
+    elif with_buildx:
+        notify(f"building the buildx plugin {BUILDX_VERSION} with go install; log: {logf}")
+        try:
+            _build_buildx(plugin, logf)
+            buildx = str(plugin)
+        except LabError as exc:
+            buildx_error = str(exc).splitlines()[0]
+            notify(f"buildx not available: {buildx_error}")
+    prepared = Prepared(
+        job_image=f"regress-job:{job_key}",
+        job_tar=str(job_tar),
+        binfmt_image=f"regress-binfmt:{binfmt_key}",
+        binfmt_tar=str(binfmt_tar),
+        buildx=buildx,
+        buildx_error=buildx_error if buildx is None else None,
+    )
+    (root / "prepared.json").write_text(json.dumps(asdict(prepared), indent=2))
+    return prepared

@@ -1,0 +1,121 @@
+"""Seed action repositories into the lab Forgejo so ``uses: actions/checkout@v4`` resolves there.
+
+Sources: ``fixtures/actions/<owner>/<name>/`` (the stand-ins; committed fresh, then tagged as the
+workflows reference them) and ``--seed-action owner/name=PATH`` (a user's copy: a git repository
+is pushed with its full history, branches and tags). The token travels in git's environment
+(``GIT_CONFIG_*``), never on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError, LabError
+from harness.forgejo.client import ForgejoClient
+from harness.scenarios import ACTIONS_DIR
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """One seeded action repository."""
+
+    repo: str  # owner/name
+    source: str
+    commit: str
+    refs: tuple[str, ...]
+
+
+def stand_in_sources(root: Path = ACTIONS_DIR) -> dict[str, Path]:
+    """``owner/name`` → folder, for every stand-in action."""
+    found = {}
+    if root.is_dir():
+        for owner in sorted(p for p in root.iterdir() if p.is_dir()):
+            for action in sorted(p for p in owner.iterdir() if (p / "action.yml").is_file()):
+                found[f"{owner.name}/{action.name}"] = action
+    return found
+
+
+def parse_seed_option(values: Iterable[str]) -> dict[str, Path]:
+    """Parse ``owner/name=PATH`` values.
+
+    Raises:
+        ConfigError: malformed value or missing path.
+    """
+    result = {}
+    for value in values:
+        repo, sep, path = value.partition("=")
+        if not sep or repo.count("/") != 1 or not path:
+            raise ConfigError(f"--seed-action {value!r}: expected owner/name=PATH")
+        if not Path(path).is_dir():
+            raise ConfigError(f"--seed-action {value!r}: {path} is not a directory")
+        result[repo] = Path(path).resolve()
+    return result
+
+
+def _git(args: list[str], cwd: Path, env: Mapping[str, str]) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"git {args[0]} in {cwd} failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
+    return proc.stdout.strip()
+
+
+def _git_env(token: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "regress", "GIT_AUTHOR_EMAIL": "regress@example.test",
+        "GIT_COMMITTER_NAME": "regress", "GIT_COMMITTER_EMAIL": "regress@example.test",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: token {token}",
+    }
+
+
+def seed(client: ForgejoClient, token: str, sources: Mapping[str, Path], refs: Mapping[str, Iterable[str]]) -> list[Seeded]:
+    """Create each ``owner/name`` repo and push its source; tag ``refs[repo]`` on the pushed commit."""
+    env = _git_env(token)
+    seeded = []
+    for repo, source in sources.items():
+        owner, name = repo.split("/")
+        client.create_org(owner)
+        client.delete_repo(owner, name)
+        client.create_repo(name, owner=owner)
+        url = f"{client.base_url}/{owner}/{name}.git"
+        wanted = sorted(set(refs.get(repo, ())) - {"main"})
+        if (source / ".git").exists():
+            _git(["push", "--force", url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"], source, env)
+            commit = _git(["rev-parse", "HEAD"], source, env)
+            origin = "user copy (full history)"
+        else:
+            with tempfile.TemporaryDirectory(prefix="regress-seed-") as tmp:
+                work = Path(tmp) / name
+                shutil.copytree(source, work)
+                _git(["init", "-q", "-b", "main"], work, env)
+                _git(["add", "-A"], work, env)
+                _git(["commit", "-q", "-m", f"stand-in {repo}"], work, env)
+                for ref in wanted:
+                    _git(["tag", "-f", ref], work, env)
+                _git(["push", "-q", "--force", url, "main", *[f"refs/tags/{r}" for r in wanted]], work, env)
+                commit = _git(["rev-parse", "HEAD"], work, env)
+            origin = "stand-in"
+        seeded.append(Seeded(repo, f"{origin}: {source}", commit, tuple(["main", *wanted])))
+    return seeded
+
+
+def refs_from_uses(uses: Iterable[str]) -> dict[str, set[str]]:
+    """``owner/name`` → refs, from ``uses:`` strings such as ``actions/checkout@v4``."""
+    refs: dict[str, set[str]] = {}
+    for use in uses:
+        if "@" not in use or use.startswith(("./", "docker://", "http://", "https://")):
+            continue
+        path, ref = use.rsplit("@", 1)
+        parts = path.split("/")
+        if len(parts) >= 2:
+            refs.setdefault(f"{parts[0]}/{parts[1]}", set()).add(ref)
+    return refs
