@@ -18,7 +18,7 @@ from harness.redact import register_secret
 from harness.runners.binaries import Binary
 from harness.watch import wait_for
 
-ADMIN = "regress"
+ADMIN = "regress-admin"
 ROOT_ENV = {"GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true"}
 
 

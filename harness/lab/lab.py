@@ -26,7 +26,7 @@ from harness.errors import HarnessError, LabError
 from harness.forgejo.client import ForgejoClient
 from harness.lab import engine as engines
 from harness.lab import firewall, procs
-from harness.lab.forgejo import ForgejoServer, ZombieSettings, free_port
+from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port
 from harness.lab.prepare import Prepared
 from harness.lab.seed import Seeded, seed, stand_in_sources
 from harness.paths import labs_dir
@@ -107,7 +107,7 @@ class Lab:
                 "app_ini": str(self.forgejo.app_ini),
                 "token_file": str(self.forgejo.token_file),
                 "password_file": str(self.forgejo.password_file),
-                "user": "regress",
+                "user": ADMIN,
                 "zombie": {"timeout": self.forgejo.zombie.zombie_timeout, "cron": self.forgejo.zombie.zombie_cron},
             },
             "engine": None if self.engine is None else {

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 SUITE = "bookworm"
 JOB_PACKAGES = ("nodejs", "git", "ca-certificates")
 BINFMT_PACKAGES = ("qemu-user-static", "busybox-static")
+# The architectures tonistiigi/binfmt installs with "all" (the real action's default image).
+BINFMT_ARCHES = ("aarch64", "arm", "ppc64le", "s390x", "riscv64", "mips64el", "mips64", "i386", "loongarch64")
 BUILDX_MODULE = "github.com/docker/buildx/cmd/buildx"
 BUILDX_VERSION = "v0.38.2"
 RECIPE_VERSION = "1"
@@ -126,6 +128,13 @@ def _binfmt_rootfs(tar: Path, logf: Path) -> None:
         _run(["apt-get", "download", *BINFMT_PACKAGES], "apt-get download of the binfmt packages", logf, cwd=debs)
         for deb in sorted(debs.glob("*.deb")):
             _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", logf)
+        for binary in (root / "usr/bin").glob("qemu-*-static"):
+            arch = binary.name[len("qemu-"):-len("-static")]
+            if arch not in BINFMT_ARCHES:
+                binary.unlink()
+                for conf in (root / "usr/lib/binfmt.d").glob(f"qemu-{arch}.conf"):
+                    conf.unlink()
+        shutil.rmtree(root / "usr/share", ignore_errors=True)
         for d in ("bin", "proc/sys/fs/binfmt_misc", "tmp", "usr/local/bin"):
             (root / d).mkdir(parents=True, exist_ok=True)
         busybox = root / "bin" / "busybox"
@@ -187,7 +196,7 @@ def prepare(root: Path | None = None, *, with_buildx: bool = True, notify: Calla
     if not job_tar.is_file():
         notify(f"building the job image rootfs ({SUITE} minbase + {', '.join(JOB_PACKAGES)}); log: {logf}")
         _rootfs_tar(JOB_PACKAGES, job_tar, logf)
-    binfmt_key = _key("binfmt", *BINFMT_PACKAGES, BINFMT_SCRIPT)
+    binfmt_key = _key("binfmt", *BINFMT_PACKAGES, *BINFMT_ARCHES, BINFMT_SCRIPT)
     binfmt_tar = root / f"binfmt-{binfmt_key}.tar"
     if not binfmt_tar.is_file():
         notify(f"building the binfmt image ({', '.join(BINFMT_PACKAGES)}); log: {logf}")

@@ -1,0 +1,172 @@
+"""Evidence bundles: everything a maintainer needs, redacted, written even when a test errors.
+
+``<evidence-dir>/<run-id>/<test-id>/``: manifest.json, workflow.yml and expect.yml as used,
+job-view.json (raw), job.log, runner.log (the task's slice), api-transcript.jsonl, verdict.json,
+cpu.csv, seeded actions, repro.md and ``reproducer/`` (the end-to-end suite's form).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.redact import redact, redact_obj
+
+SCHEMA = "forgejo-runner-regress/bundle/1"
+
+
+def safe_name(text: str) -> str:
+    """A file-system safe name for a test id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:150] or "test"
+
+
+class Bundle:
+    """One test's evidence directory; every write is redacted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def text(self, name: str, content: str) -> Path:
+        """Write a text file (redacted)."""
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(redact(content))
+        return target
+
+    def json(self, name: str, data: Any) -> Path:
+        """Write JSON (keys and strings redacted)."""
+        return self.text(name, json.dumps(redact_obj(data), indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def copy_tree(self, source: Path, name: str) -> None:
+        """Copy a directory (text files redacted, others verbatim)."""
+        for file in sorted(source.rglob("*")):
+            if file.is_file() and ".git" not in file.parts:
+                rel = Path(name) / file.relative_to(source)
+                try:
+                    self.text(str(rel), file.read_text())
+                except UnicodeDecodeError:
+                    (self.path / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(file, self.path / rel)
+
+
+def _cmd_version(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else None
+
+
+def environment(docker_host: str | None = None) -> dict[str, Any]:
+    """Machine facts for the manifest (Docker engine/CLI/buildx, kernel, CPUs, git, node)."""
+    env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
+
+    def run(cmd: list[str]) -> str | None:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() or None if out.returncode == 0 else None
+
+    return {
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "git": _cmd_version(["git", "--version"]),
+        "node": _cmd_version(["node", "--version"]),
+        "docker_cli": run(["docker", "version", "--format", "{{.Client.Version}}"]),
+        "docker_engine": run(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "buildx": run(["docker", "buildx", "version"]),
+    }
+
+
+def repro_markdown(manifest: Mapping[str, Any], verdict_table: str, workflow: str) -> str:
+    """``repro.md``: an upstream bug report, complete on its own."""
+    m = manifest
+    runner = m.get("runner", {})
+    forgejo = m.get("forgejo", {})
+    violations = m.get("verdict", {}).get("violations") or []
+    observed = "\n".join(f"- `{v['rule']}`: {v['message']}" for v in violations) or "- no violation"
+    expected = m.get("expect", {})
+    return f"""# forgejo-runner {runner.get('version', '?')}: scenario `{m.get('scenario')}` — {m.get('outcome', '?')}
+
+## What was run
+A fresh repository received one commit with the workflow below (`.forgejo/workflows/{m.get('scenario')}.yml`);
+the push started the run, which runner `{runner.get('name', '?')}` (version {runner.get('version', '?')},
+label `{m.get('label')}`) picked up. Forgejo {forgejo.get('version', '?')} ({forgejo.get('url_kind', '')}).
+Suite: forgejo-runner-regress {__version__}.
+
+```yaml
+{workflow.rstrip()}
+```
+
+## Expected
+Job `{expected.get('job', 'success')}`; steps {json.dumps(expected.get('steps', {}), ensure_ascii=False)};
+post steps {', '.join(expected.get('post_steps', [])) or 'none listed'} end in success; "Set up job" within budget.
+
+## Observed
+{observed}
+
+```
+{verdict_table}
+```
+
+## Versions and environment
+- Forgejo: {forgejo.get('version')} ([actions] {json.dumps(forgejo.get('actions', {}))})
+- Runner: {runner.get('name')} {runner.get('version')} (config in `runner-config.yaml` of this bundle, secrets redacted)
+- Environment: {json.dumps(m.get('environment', {}))}
+- Timings: {json.dumps(m.get('timings', {}))}
+
+## How to re-run
+```
+python -m harness rerun {m.get('bundle_dir', '<this bundle>')} --runner-version {runner.get('version', 'VERSION')}
+```
+or by hand: `reproducer/` holds the workflow, the runner config and setup/teardown scripts in the
+form of Forgejo's end-to-end suite (`end-to-end/actions/<name>/`).
+
+Files: `job.log` (raw job log), `job-view.json` (final web job view), `runner.log` (the runner's own
+log for this task), `api-transcript.jsonl`, `manifest.json`.
+"""
+
+
+def write_reproducer(bundle: Bundle, scenario_name: str, workflow: str, runner_config: str | None, label: str) -> None:
+    """``reproducer/``: workflow + runner config + setup/teardown scripts (end-to-end suite form)."""
+    base = "reproducer"
+    bundle.text(f"{base}/.forgejo/workflows/{scenario_name}.yml", workflow)
+    if runner_config:
+        bundle.text(f"{base}/runner-config.yaml", runner_config)
+    bundle.text(f"{base}/setup.sh", f"""#!/bin/sh
+# Set-up for the reproducer of {scenario_name}: a runner with the label below must be registered.
+# label: {label}
+set -e
+command -v git >/dev/null || echo "warning: runner 12.x needs git on PATH" >&2
+""")
+    bundle.text(f"{base}/teardown.sh", "#!/bin/sh\n# nothing to tear down: the repository is throwaway\ntrue\n")
+    for script in ("setup.sh", "teardown.sh"):
+        (bundle.path / base / script).chmod(0o755)
+
+
+def write_index(root: Path) -> Path:
+    """``index.md`` linking every bundle under ``root`` with its verdict."""
+    rows = []
+    for manifest in sorted(root.glob("*/manifest.json")):
+        try:
+            m = json.loads(manifest.read_text())
+        except ValueError:
+            continue
+        rules = ", ".join(v["rule"] for v in m.get("verdict", {}).get("violations", [])) or "-"
+        rows.append(f"| [{m.get('test_id')}]({manifest.parent.name}/repro.md) | {m.get('outcome')} | {rules} |")
+    index = root / "index.md"
+    index.write_text("# Evidence bundles\n\n| test | outcome | violations |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    return index

@@ -1,0 +1,154 @@
+"""Which Forgejo the scenarios run against: the lab, or a user's instance with existing runners."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import Settings
+from harness.errors import ConfigError
+from harness.forgejo.client import ForgejoClient
+from harness.forgejo.transcript import Transcript
+from harness.forgejo.web import WebSession
+from harness.lab import lab as labs
+from harness.lab.forgejo import ADMIN, ZombieSettings
+from harness.lab.seed import parse_seed_option, refs_from_uses
+from harness.redact import register_secret
+from harness.runners import binaries
+from harness.runners.process import LabRunner, label_name
+from harness.scenarios import load_all
+from harness.versions import Version
+
+
+@dataclass
+class RunnerHandle:
+    """A runner under test: its version, labels by kind, and the lab process when it is ours."""
+
+    key: str
+    version: Version
+    labels: dict[str, str]  # kind → full label (lab) or runs-on label (existing)
+    lab_runner: LabRunner | None = None
+
+    def runs_on(self, kind: str) -> str | None:
+        """The ``runs-on`` value for a label kind (None when this runner has none)."""
+        label = self.labels.get(kind)
+        return label_name(label) if label else None
+
+
+@dataclass
+class Target:
+    """A Forgejo with runners, ready for scenarios."""
+
+    url: str
+    client: ForgejoClient
+    web: WebSession
+    owner: str
+    server_version: Version
+    runners: dict[str, RunnerHandle]
+    transcript: Transcript
+    lab: labs.Lab | None = None
+    org: str | None = None  # set when the repos belong to an org rather than the token's user
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def docker_host(self) -> str | None:
+        """The lab's Docker engine, when there is one."""
+        return self.lab.engine.host if self.lab and self.lab.engine else None
+
+
+def _read_secret(path: Path | None, env_name: str) -> str:
+    value = path.read_text().strip() if path else os.environ.get(env_name, "").strip()
+    register_secret(value)
+    return value
+
+
+def open_existing(settings: Settings) -> Target:
+    """Connect to a user's Forgejo; check the token and (when given) the web login up front.
+
+    Raises:
+        ConfigError: bad URL, refused token, under-scoped token, failed login.
+    """
+    assert settings.forgejo_url
+    transcript = Transcript()
+    token = _read_secret(settings.forgejo_token_file, "FORGEJO_TOKEN")
+    client = ForgejoClient(settings.forgejo_url, token, transcript=transcript, retries=2)
+    try:
+        server = client.server_version()
+    except Exception as exc:  # noqa: BLE001 - every failure here is a bad URL for the user
+        raise ConfigError(f"--forgejo-url {settings.forgejo_url}: no Forgejo answers /api/v1/version ({exc})") from None
+    user = client.whoami()
+    client.check_scopes(settings.forgejo_owner or user)
+    web = WebSession(settings.forgejo_url, server, transcript=transcript)
+    if settings.forgejo_user:
+        web.login(settings.forgejo_user, _read_secret(settings.forgejo_password_file, ""))
+    runners: dict[str, RunnerHandle] = {}
+    for (version, kind), label in settings.runner_labels.items():
+        handle = runners.setdefault(str(version), RunnerHandle(str(version), version, {}))
+        handle.labels[kind] = label
+    owner = settings.forgejo_owner or user
+    return Target(settings.forgejo_url, client, web, owner, server, runners, transcript,
+                  info={"kind": "existing", "version": str(server)}, org=owner if owner != user else None)
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """What the lab must run for this session."""
+
+    forgejo: binaries.Binary
+    specs: tuple[labs.RunnerSpec, ...]
+
+
+def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
+    """Resolve every binary the lab needs (fails fast, before any boot).
+
+    Raises:
+        BinaryNotFound / ConfigError: a binary is missing or reports another version.
+    """
+    available = binaries.available("forgejo")
+    forgejo_version = settings.forgejo_version or (available[-1] if available else None)
+    if forgejo_version is None:
+        raise binaries.BinaryNotFound(
+            f"no forgejo binary in {binaries.bin_dir()}; give --forgejo-version and --forgejo-binary, "
+            "or put forgejo-<version> there"
+        )
+    explicit = {forgejo_version: settings.forgejo_binary} if settings.forgejo_binary else None
+    forgejo = binaries.resolve("forgejo", forgejo_version, explicit=explicit, download=settings.allow_download)
+    specs = tuple(
+        labs.RunnerSpec(
+            binaries.resolve("forgejo-runner", v, explicit=settings.runner_binaries, download=settings.allow_download),
+            without_tools=settings.runner_without.get(v, ()),
+        )
+        for v in versions
+    )
+    return LabPlan(forgejo, specs)
+
+
+def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequence[str],
+             notify: Callable[[str], None]) -> labs.Lab:
+    """Boot the lab for a plan, seeding every action the scenarios use."""
+    uses = [u for s in load_all() for u in s.uses()]
+    return labs.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
+                     seed_refs=refs_from_uses(uses), zombie=ZombieSettings(), notify=notify)
+
+
+def open_lab(lab: labs.Lab) -> Target:
+    """A Target on a booted lab (logged in as the lab admin for the web view)."""
+    transcript = Transcript()
+    client = ForgejoClient(lab.forgejo.url, lab.token(), transcript=transcript)
+    server = client.server_version()
+    web = WebSession(lab.forgejo.url, server, transcript=transcript)
+    web.login(ADMIN, lab.password())
+    runners = {key: RunnerHandle(key, r.version, dict(r.labels), r) for key, r in lab.runners.items()}
+    zombie = lab.forgejo.zombie
+    info = {"kind": "lab", "version": str(server), "lab_id": lab.id,
+            "actions": {"DEFAULT_ACTIONS_URL": "self", "ZOMBIE_TASK_TIMEOUT": zombie.zombie_timeout,
+                        "cron.stop_zombie_tasks": zombie.zombie_cron, "ENDLESS_TASK_TIMEOUT": zombie.endless_timeout}}
+    return Target(lab.forgejo.url, client, web, ADMIN, server, runners, transcript, lab, info)
+
+
+def seeded_commits(target: Target) -> Mapping[str, str]:
+    """``owner/name`` → commit of each seeded action (lab only)."""
+    return {s.repo: s.commit for s in target.lab.seeded} if target.lab else {}
