@@ -202,6 +202,7 @@ def regress_target(request: pytest.FixtureRequest) -> Target:
     workers) or ``--forgejo-url``."""
     cfg = request.config
     settings = cfg.stash[SETTINGS]
+    failure = ""
     try:
         if settings.existing:
             return open_existing(settings)
@@ -221,7 +222,8 @@ def regress_target(request: pytest.FixtureRequest) -> Target:
                                notify=_notify(cfg))
         return open_lab(lab)
     except HarnessError as exc:
-        raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
+        failure = str(exc)
+    pytest.fail(f"forgejo-runner-regress: the target could not be set up: {failure}", pytrace=False)
 
 
 @pytest.fixture

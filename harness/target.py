@@ -146,7 +146,7 @@ def open_lab(lab: labs.Lab) -> Target:
     info = {"kind": "lab", "version": str(server), "lab_id": lab.id,
             "actions": {"DEFAULT_ACTIONS_URL": "self", "ZOMBIE_TASK_TIMEOUT": zombie.zombie_timeout,
                         "cron.stop_zombie_tasks": zombie.zombie_cron, "ENDLESS_TASK_TIMEOUT": zombie.endless_timeout}}
-    return Target(lab.forgejo.url, client, web, ADMIN, server, runners, transcript, lab, info)
+    return Target(lab.forgejo.url, client, web, ADMIN, server, runners, transcript, lab=lab, info=info)
 
 
 def seeded_commits(target: Target) -> Mapping[str, str]:

@@ -7,10 +7,12 @@ default runtime is :mod:`harness.lab.capdrop` so ``--privileged`` containers sti
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +90,12 @@ def _runtime_script(lab_dir: Path) -> Path:
     return script
 
 
+def runtime_dir(lab_id: str) -> Path:
+    """A short per-lab dir for dockerd's sockets (unix socket paths must stay under 108 bytes)."""
+    digest = hashlib.sha256(lab_id.encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"regress-dockerd-{digest}"
+
+
 def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
     """Start our own dockerd (Debian's ``docker.io``) and wait until it answers.
 
@@ -98,8 +106,8 @@ def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
     if dockerd is None:
         raise LabError("no Docker engine answers and dockerd is not installed; run: apt-get install docker.io "
                        "(or point DOCKER_HOST at an engine)")
-    run = lab_dir / "dockerd"
-    run.mkdir(parents=True, exist_ok=True)
+    run = runtime_dir(lab_id)
+    run.mkdir(parents=True, exist_ok=True, mode=0o700)
     socket = run / "docker.sock"
     data_root = dockerd_data_root()
     data_root.mkdir(parents=True, exist_ok=True)
@@ -136,7 +144,10 @@ def stop_dockerd(engine: Engine) -> str:
     """Stop our dockerd (never the user's)."""
     if not engine.ours:
         return "not ours"
-    return procs.stop(engine.pid, budget=BUDGETS.docker_stop)
+    outcome = procs.stop(engine.pid, budget=BUDGETS.docker_stop)
+    socket = engine.host.removeprefix("unix://")
+    shutil.rmtree(Path(socket).parent, ignore_errors=True)
+    return outcome
 
 
 def ensure_image(engine: Engine, tag: str, tar: Path) -> None:
