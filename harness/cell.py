@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-import signal
 import time
 import traceback
 import uuid
@@ -24,11 +24,12 @@ from harness.observe import cache as cache_obs
 from harness.observe import cpu as cpu_obs
 from harness.observe import leaks as leak_obs
 from harness.observe import runner_log
-from harness.observe.stall import StallWatch
+from harness.observe.stall import StallWatch, capture_lab_runner
+from harness.runners.control import LogTrigger
 from harness.scenarios import Scenario
 from harness.target import RunnerHandle, Target, seeded_commits
 from harness.verdict import Observation, Verdict, Violation, judge, selfcheck_mismatch
-from harness.watch import watch_job, wait_for
+from harness.watch import wait_for, watch_job
 
 Notify = Callable[[str], None]
 
@@ -139,6 +140,7 @@ def run_cell(
     sampler: cpu_obs.CpuSampler | None = None
     stall = StallWatch(budget=budgets.runner_stalled)
     control_fired: dict[str, Any] = {}
+    captured: dict[str, Any] = {}
     created = False
     try:
         # before
@@ -166,6 +168,8 @@ def run_cell(
             run_index = target.client.dispatch(target.owner, repo, scenario.workflow_file).run_number
         ref = JobRef(target.owner, repo, run_index)
         last_tasks = [0.0]
+        control = scenario.expect.control
+        trigger = LogTrigger(lab_runner, control.on_log, control.signal) if control and lab_runner else None
 
         def on_poll(v: JobView) -> None:
             now = time.monotonic()
@@ -180,14 +184,16 @@ def run_cell(
                     control_fired.setdefault("stall_step", running)
                     notify(f"{result.repo}: runner stalled (task updated_at silent {stall.silent_for:.0f}s, "
                            f"step {running})")
-            control = scenario.expect.control
-            if control and lab_runner is not None and "signal" not in control_fired:
+                    if lab_runner is not None:
+                        captured.update(capture_lab_runner(lab_runner.pid, lab_runner.log_file))
+                        control_fired.setdefault("signal", "QUIT (stall capture)")
+                        notify(f"captured the stalled runner {handle.key}: state {captured.get('state')}, "
+                               "goroutine dump taken; it will be restarted")
+            if trigger is not None and trigger.fired_at is None:
                 full = target.web.job_view(ref, known_steps=len(v.steps))
-                if full is not None and any(control.on_log in line.message for line in full.log_lines()):
-                    sig = getattr(signal, f"SIG{control.signal}")
-                    lab_runner.signal(sig)
-                    control_fired.update(signal=control.signal, at=time.time(), trigger=control.on_log)
-                    notify(f"runner control: SIG{control.signal} sent to runner {handle.key} on {control.on_log!r}")
+                if full is not None and trigger.check(full.log_lines()):
+                    control_fired.update(signal=trigger.signal_name, at=trigger.fired_at, trigger=trigger.pattern)
+                    notify(f"runner control: SIG{trigger.signal_name} sent to runner {handle.key} on {trigger.line!r}")
 
         watched = watch_job(target.web, ref, label=label, t_pushed=t_push, budgets=budgets, notify=notify,
                             on_poll=on_poll, evidence=str(bundle_dir))
@@ -210,12 +216,10 @@ def run_cell(
                 return runner_log.attribute(runner_log.read_from(lab_runner.log_file, log_offset), task_id=task_id,
                                             job=scenario.name, workflow=scenario.name)
             if scenario.expect.runner_log_must:
-                try:
+                with contextlib.suppress(HarnessError):
                     wait_for("the runner's end-of-job log lines", "cache_server_ready", window,
                              lambda t: all(m in t for m in scenario.expect.runner_log_must), budget=10.0,
                              describe=lambda t: "markers not (yet) printed")
-                except HarnessError:
-                    pass
             runner_slice = window()
             for sig, line in runner_log.matches(runner_slice):
                 result.observations.setdefault("signatures", []).append({"name": sig.name, "line": line,
@@ -254,8 +258,12 @@ def run_cell(
         if stall.stalled_at is not None:
             extra.append(Violation("runner-stalled", f"task {stall.task_id}'s updated_at stopped advancing for more than "
                                    f"{budgets.runner_stalled:g}s while step {control_fired.get('stall_step', '?')} ran"))
-            result.observations["stall"] = {"task": stall.task_id, "at": stall.stalled_wall,
-                                            "step": control_fired.get("stall_step")}
+            result.observations["stall"] = {
+                "task": stall.task_id, "at": stall.stalled_wall, "step": control_fired.get("stall_step"),
+                "last_updated_at": str(stall.last_updated), "budget": budgets.runner_stalled,
+                "runner_state": captured.get("state"), "thread_cpu_pct": captured.get("thread_cpu_pct"),
+                "connections": captured.get("connections"),
+            }
         if control_fired:
             result.observations["runner_control"] = {k: v for k, v in control_fired.items() if k != "stall_step"}
         who = first_log_runner((raw_log or "").splitlines())
@@ -271,7 +279,7 @@ def run_cell(
         result.timings["setup_seconds"] = result.verdict.setup_seconds or 0.0
     except HarnessError as exc:
         result.error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - the evidence must be written whatever broke
+    except Exception as exc:
         result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
     finally:
         if sampler is not None and sampler.samples and "cpu" not in result.observations:
@@ -281,15 +289,18 @@ def run_cell(
             try:
                 result.bundle = write_bundle(bundle_dir, target, scenario, handle, result, workflow, view, raw_log,
                                              runner_slice, tasks_payload, transcript_mark, sampler)
+                if captured.get("goroutine_dump"):
+                    Bundle(bundle_dir).text("goroutines.txt", captured["goroutine_dump"])
             except OSError as exc:
                 result.error = (result.error or "") + f"\n(evidence could not be written to {bundle_dir}: {exc})"
         if created and not keep_repo:
-            try:
+            with contextlib.suppress(HarnessError):
                 target.client.delete_repo(target.owner, repo)
-            except HarnessError:
-                pass
         if control_fired.get("signal") and lab_runner is not None:
-            lab_runner.restart()
+            try:
+                lab_runner.restart()
+            except HarnessError as exc:
+                result.error = (result.error or "") + f"\n(restarting runner {handle.key} failed: {exc})"
     return result
 
 

@@ -123,10 +123,7 @@ class Settings:
             if v is not None and v not in wanted:
                 wanted.append(v)
         if not wanted:
-            if self.existing:
-                wanted = sorted({v for v, _ in self.runner_labels})
-            else:
-                wanted = list(available)
+            wanted = sorted({v for v, _ in self.runner_labels}) if self.existing else list(available)
         return tuple(wanted)
 
 

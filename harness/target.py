@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,10 @@ from harness.errors import ConfigError
 from harness.forgejo.client import ForgejoClient
 from harness.forgejo.transcript import Transcript
 from harness.forgejo.web import WebSession
+from harness.lab import engine as engines
 from harness.lab import lab as labs
 from harness.lab.forgejo import ADMIN, ZombieSettings
+from harness.lab.prepare import Prepared, prepare
 from harness.lab.seed import parse_seed_option, refs_from_uses
 from harness.redact import register_secret
 from harness.runners import binaries
@@ -77,7 +80,7 @@ def open_existing(settings: Settings) -> Target:
     client = ForgejoClient(settings.forgejo_url, token, transcript=transcript, retries=2)
     try:
         server = client.server_version()
-    except Exception as exc:  # noqa: BLE001 - every failure here is a bad URL for the user
+    except Exception as exc:
         raise ConfigError(f"--forgejo-url {settings.forgejo_url}: no Forgejo answers /api/v1/version ({exc})") from None
     user = client.whoami()
     client.check_scopes(settings.forgejo_owner or user)
@@ -128,7 +131,14 @@ def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
 
 def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequence[str],
              notify: Callable[[str], None]) -> labs.Lab:
-    """Boot the lab for a plan, seeding every action the scenarios use."""
+    """Boot the lab for a plan, seeding every action the scenarios use.
+
+    Runs ``lab prepare`` first when the machine is not prepared yet (once per machine), so the
+    README's test command does all the set-up.
+    """
+    if Prepared.load() is None and (engines.find_existing() is not None or shutil.which("dockerd")):
+        notify("the lab is not prepared on this machine: running `python -m harness lab prepare` (once)")
+        prepare(notify=notify)
     uses = [u for s in load_all() for u in s.uses()]
     return labs.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
                      seed_refs=refs_from_uses(uses), zombie=ZombieSettings(), notify=notify)

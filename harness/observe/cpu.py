@@ -88,9 +88,12 @@ class CpuSampler:
         return self.samples
 
 
-def phase_means(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]]) -> dict[str, dict[str, float | int | None]]:
+PhaseStats = dict[str, dict[str, float | int | None]]
+
+
+def phase_means(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]]) -> PhaseStats:
     """Mean % per phase for the runner and the tree; ``None`` where no sample fell in the phase."""
-    result: dict[str, dict[str, float | int | None]] = {}
+    result: PhaseStats = {}
     for phase, (start, end) in bounds.items():
         inside = [s for s in samples if start <= s.t <= end + 0.5]
         result[phase] = {

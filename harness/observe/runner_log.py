@@ -19,7 +19,8 @@ class Signature:
 
 
 SIGNATURES: tuple[Signature, ...] = (
-    Signature("git-refs-not-updated", re.compile(r"Non-terminating error while running 'git clone': some refs were not updated"),
+    Signature("git-refs-not-updated",
+              re.compile(r"Non-terminating error while running 'git clone': some refs were not updated"),
               "the action cache's clone could not be updated (re-pointed tag or force-push); a stale action ran",
               "fail", "11.x (go-git), rarer in 12.x"),
     Signature("final-report-lost", re.compile(r"unable to send final job logs and status"),

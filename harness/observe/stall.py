@@ -8,10 +8,17 @@ Forgejo's zombie check fails the job.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
 
 from harness.forgejo.models import Status, Task
 
@@ -52,3 +59,42 @@ class StallWatch:
             self.stalled_wall = time.time()
             return True
         return False
+
+
+def capture_lab_runner(pid: int | None, log_file: Path, *, cpu_seconds: float = 2.0) -> dict[str, Any]:
+    """What a maintainer needs from a stalled lab runner, then a Go goroutine dump.
+
+    Process state, per-thread CPU over ``cpu_seconds``, open connections; then SIGQUIT, queued
+    *before* SIGCONT when the process is stopped (else it resumes and may still finish), which
+    makes the Go runtime print every goroutine to stderr (the runner log) and exit.
+    """
+    found: dict[str, Any] = {"pid": pid}
+    try:
+        proc = psutil.Process(pid or 0)
+        found["state"] = proc.status()
+        before = {t.id: t.user_time + t.system_time for t in proc.threads()}
+        paused = threading.Event()
+        paused.wait(cpu_seconds)
+        after = {t.id: t.user_time + t.system_time for t in proc.threads()}
+        found["thread_cpu_pct"] = {
+            str(tid): round(100 * (after[tid] - before.get(tid, after[tid])) / cpu_seconds, 1) for tid in after
+        }
+        found["connections"] = [f"{c.laddr.ip}:{c.laddr.port}->{c.raddr.ip if c.raddr else ''}:"
+                                f"{c.raddr.port if c.raddr else ''} {c.status}" for c in proc.net_connections("tcp")]
+    except psutil.Error as exc:
+        found["state"] = f"gone ({type(exc).__name__})"
+        return found
+    offset = log_file.stat().st_size if log_file.exists() else 0
+    stopped = found["state"] == psutil.STATUS_STOPPED
+    try:
+        os.kill(proc.pid, signal.SIGQUIT)
+        if stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+        proc.wait(timeout=10)
+    except (OSError, psutil.Error):
+        pass
+    with log_file.open("rb") as f:
+        f.seek(offset)
+        dump = f.read().decode("utf-8", "replace")
+    found["goroutine_dump"] = dump if "goroutine" in dump else f"(no dump printed: {dump[-300:]!r})"
+    return found

@@ -1,0 +1,77 @@
+"""Runner control for lab runners: signal on a job-log trigger, resume, restart.
+
+Used by selfcheck scenarios (fault injection) and the lab's own tests. Runners the suite did not
+start are never touched.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from harness.errors import LabError
+from harness.forgejo.models import LogLine
+from harness.runners.process import LabRunner
+
+SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "TERM": signal.SIGTERM, "CONT": signal.SIGCONT,
+           "QUIT": signal.SIGQUIT}
+
+
+@dataclass
+class LogTrigger:
+    """Send ``signal_name`` to ``runner`` the first time a job-log line contains ``pattern``."""
+
+    runner: LabRunner
+    pattern: str
+    signal_name: str = "KILL"
+    fired_at: float | None = None
+    line: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def check(self, lines: Iterable[LogLine]) -> bool:
+        """Fire when a line matches (once); True when it fired on this call."""
+        if self.fired_at is not None:
+            return False
+        for line in lines:
+            if self.pattern in line.message:
+                send(self.runner, self.signal_name)
+                self.fired_at = time.time()
+                self.line = line.message
+                self.history.append({"signal": self.signal_name, "at": self.fired_at, "line": line.message})
+                return True
+        return False
+
+
+def send(runner: LabRunner, signal_name: str) -> None:
+    """Send a named signal (KILL, STOP, TERM, CONT, QUIT) to the runner daemon."""
+    if signal_name not in SIGNALS:
+        raise LabError(f"unknown signal {signal_name!r}; one of {sorted(SIGNALS)}")
+    runner.signal(SIGNALS[signal_name])
+
+
+def state(runner: LabRunner) -> str:
+    """``running``, ``stopped`` or ``gone``."""
+    try:
+        status = psutil.Process(runner.pid or 0).status()
+    except psutil.Error:
+        return "gone"
+    if status == psutil.STATUS_STOPPED:
+        return "stopped"
+    if status == psutil.STATUS_ZOMBIE:
+        return "gone"
+    return "running"
+
+
+def resume(runner: LabRunner) -> None:
+    """SIGCONT a stopped runner."""
+    send(runner, "CONT")
+
+
+def restart(runner: LabRunner) -> None:
+    """Restart a runner a test killed or stopped, waiting until it polls again."""
+    runner.restart()
