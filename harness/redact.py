@@ -25,6 +25,9 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     # Forgejo cookies and CSRF tokens
     re.compile(r"(?i)((?:i_like_gitea|_csrf|gitea_incredible|csrftoken|x-csrf-token)[\"']?\s*[=:]\s*[\"']?)[^;\s\"',]+"),
     re.compile(r"(?i)(csrfToken[\"']?\s*[:=]\s*[\"'])[^\"']+"),
+    # hidden form fields: <input type="hidden" name="_csrf" value="…">
+    re.compile(r"(?i)(name=[\"']_csrf[\"'][^>]*?value=[\"'])[^\"']+"),
+    re.compile(r"(?i)(value=[\"'])[^\"']+(?=[\"'][^>]*?name=[\"']_csrf[\"'])"),
     # key/value secrets in JSON, YAML, ini, env and URLs
     re.compile(
         r"(?i)([\"']?\b(?:password|passwd|secret|token|sha1|access_token|runner_token|"

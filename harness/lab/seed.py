@@ -20,6 +20,8 @@ from harness.errors import ConfigError, LabError
 from harness.forgejo.client import ForgejoClient
 from harness.scenarios import ACTIONS_DIR
 
+DEFAULT_REFS = ("v1",)  # a stand-in no scenario references is still tagged, so `uses: x@v1` works
+
 
 @dataclass(frozen=True)
 class Seeded:
@@ -87,7 +89,7 @@ def seed(client: ForgejoClient, token: str, sources: Mapping[str, Path], refs: M
         client.delete_repo(owner, name)
         client.create_repo(name, owner=owner)
         url = f"{client.base_url}/{owner}/{name}.git"
-        wanted = sorted(set(refs.get(repo, ())) - {"main"})
+        wanted = sorted(set(refs.get(repo, ()) or DEFAULT_REFS) - {"main"})
         if (source / ".git").exists():
             _git(["push", "--force", url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"], source, env)
             commit = _git(["rev-parse", "HEAD"], source, env)

@@ -17,7 +17,7 @@ if "replay_server" not in sys.modules:
     sys.modules["replay_server"] = _module
     _spec.loader.exec_module(_module)
 
-from replay_server import RECORDINGS, ReplayServer  # noqa: E402
+from replay_server import RECORDINGS, ReplayServer
 
 
 @pytest.fixture(scope="session", autouse=True)

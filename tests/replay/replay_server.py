@@ -145,8 +145,9 @@ class ReplayServer:
         self._cursor: dict[tuple[str, str], int] = {}
         self._fault_counts = [0] * len(self.faults)
         gate_res = [re.compile(g) for g in gates]
-        self._gates = [r for r in self.exchanges if r["method"].upper() == "POST"
-                       and any(g.search(r["url_path"]) for g in gate_res)]
+        self._gates = [
+            r for r in self.exchanges if r["method"].upper() == "POST" and any(g.search(r["url_path"]) for g in gate_res)
+        ]
         self._gate_seqs = {int(g["seq"]) for g in self._gates}
         self._gates_passed: set[int] = set()
         self._valid_csrf: set[str] = set()
@@ -167,8 +168,9 @@ class ReplayServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="replay-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -198,8 +200,9 @@ class ReplayServer:
         """Requests seen, optionally filtered by method and a path regex."""
         with self._lock:
             seen = list(self.seen)
-        return [s for s in seen
-                if (method is None or s.method == method.upper()) and (path is None or re.search(path, s.path))]
+        return [
+            s for s in seen if (method is None or s.method == method.upper()) and (path is None or re.search(path, s.path))
+        ]
 
     def misses(self) -> list[Seen]:
         """Requests for which nothing was recorded (answered 404 by the replay itself)."""
@@ -279,16 +282,19 @@ class ReplayServer:
         with self._lock:
             self.seen.append(seen)
             fault = self._fault_for(seen.method, seen.path)
+            seen.fault = fault
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         with self._lock:
             if fault is not None and fault.reset:
-                seen.fault = fault
                 return None
             if fault is not None and fault.status is not None:
-                seen.fault, seen.status = fault, fault.status
-                return _Reply(fault.status, "text/plain; charset=utf-8",
-                              body=(fault.body or f"replay fault: HTTP {fault.status}\n").encode())
+                seen.status = fault.status
+                return _Reply(
+                    fault.status,
+                    "text/plain; charset=utf-8",
+                    body=(fault.body or f"replay fault: HTTP {fault.status}\n").encode(),
+                )
             web_post = seen.method == "POST" and not seen.path.startswith("/api/") and seen.path != "/user/login"
             if web_post and seen.headers.get("x-csrf-token", "") not in self._valid_csrf:
                 seen.status = 400
@@ -296,13 +302,20 @@ class ReplayServer:
             record = self._next(seen.method, seen.path)
             if record is None:
                 seen.status = 404
-                return _Reply(404, "text/plain; charset=utf-8",
-                              body=f"replay: nothing recorded for {seen.method} {seen.path}\n".encode())
+                return _Reply(
+                    404,
+                    "text/plain; charset=utf-8",
+                    body=f"replay: nothing recorded for {seen.method} {seen.path}\n".encode(),
+                )
             headers = record.get("response_headers") or {}
             content_type = str(headers.get("Content-Type") or "")
             status = int(record["status"])
-            reply = _Reply(status, content_type, str(headers.get("Location") or ""),
-                           self._cookies_for(seen.method, seen.path, status, headers.get("Set-Cookie") or ()))
+            reply = _Reply(
+                status,
+                content_type,
+                str(headers.get("Location") or ""),
+                self._cookies_for(seen.method, seen.path, status, headers.get("Set-Cookie") or ()),
+            )
             reply.body = self._body(record, content_type)
             seen.status, seen.seq = status, int(record["seq"])
             return reply
@@ -312,6 +325,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     replay: ReplayServer
 
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without NODELAY, Nagle + delayed ACK add ~40 ms a request
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -319,8 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
-        seen = Seen(self.command.upper(), parts.path, parts.query,
-                    {k.lower(): v for k, v in self.headers.items()}, body)
+        seen = Seen(self.command.upper(), parts.path, parts.query, {k.lower(): v for k, v in self.headers.items()}, body)
         reply = self.replay.handle(seen)
         if reply is None:
             # RST instead of FIN: SO_LINGER with a zero timeout, then close without a byte of answer

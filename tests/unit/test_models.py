@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -240,7 +240,7 @@ def test_parse_api_time_unset(text):
 
 
 def test_parse_api_time_z():
-    assert parse_api_time("2026-11-27T19:52:37Z") == datetime(2026, 11, 27, 19, 52, 37, tzinfo=timezone.utc)
+    assert parse_api_time("2026-11-27T19:52:37Z") == datetime(2026, 11, 27, 19, 52, 37, tzinfo=UTC)
 
 
 def test_dispatch_info_from_recording(recording_at):

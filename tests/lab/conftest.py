@@ -1,0 +1,25 @@
+"""Fixtures for the lab's own tests: they need the lab binaries and skip with the reason otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.runners import binaries
+from harness.versions import Version
+
+RUNNERS = (Version(11, 3, 1), Version(12, 1, 2))
+FORGEJOS = (Version(11, 0, 15), Version(13, 0, 5))
+
+
+def resolve_or_skip(kind: str, version: Version) -> binaries.Binary:
+    """The binary, or skip the test naming what is missing and how to provide it."""
+    try:
+        return binaries.resolve(kind, version, download=False)
+    except HarnessError as exc:
+        pytest.skip(f"lab binary missing: {str(exc).splitlines()[0]} (put {kind}-{version} in {binaries.bin_dir()})")
+
+
+@pytest.fixture
+def runner_binaries() -> list[binaries.Binary]:
+    return [resolve_or_skip("forgejo-runner", v) for v in RUNNERS]

@@ -1,0 +1,218 @@
+"""harness.scenarios: the real fixtures/workflows and Expect.parse validation."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness.errors import ConfigError
+from harness.forgejo.models import Status
+from harness.scenarios import LABEL_PLACEHOLDER, WORKFLOWS_DIR, Budget, Expect, RunnerControl, load, load_all, scenario_names
+
+WHERE = "fixtures/workflows/x/expect.yml"
+
+
+def parse(**data):
+    return Expect.parse({"kind": "native", **data}, WHERE)
+
+
+# -- the real fixtures -----------------------------------------------------------------------------------
+
+
+def test_load_all_real_fixtures():
+    scenarios = load_all()
+    names = [s.name for s in scenarios]
+    assert names == sorted(names)
+    assert {"native-checkout", "docker-checkout", "qemu-buildx", "post-exit-1", "killed-during-post"} <= set(names)
+    assert names == scenario_names()
+
+
+@pytest.mark.parametrize("name", scenario_names())
+def test_each_scenario_is_valid(name):
+    scenario = load(name)
+    exp = scenario.expect
+    assert exp.kind in ("native", "docker")
+    assert exp.job.done
+    assert all(status.done for status in exp.steps.values())
+    assert LABEL_PLACEHOLDER in scenario.template
+    assert scenario.workflow_file == f"{name}.yml"
+    rendered = yaml.safe_load(scenario.render("regress-12.1.2-native"))
+    jobs = rendered["jobs"]
+    assert [job["runs-on"] for job in jobs.values()] == ["regress-12.1.2-native"]
+
+
+@pytest.mark.parametrize("name", [n for n in scenario_names() if load(n).expect.marker == "regression"])
+def test_regression_scenarios_name_their_steps(name):
+    scenario = load(name)
+    exp = scenario.expect
+    assert exp.expected_violations == ()
+    step_names = {step.get("name") or step.get("uses") or step.get("run")
+                  for job in yaml.safe_load(scenario.render("l"))["jobs"].values() for step in job["steps"]}
+    assert set(exp.steps) <= step_names, "expect.yml names a step the workflow does not have"
+    assert set(exp.post_steps) <= set(scenario.uses())
+    assert exp.job_log_must, "a regression scenario should check the job log"
+
+
+@pytest.mark.parametrize("name", [n for n in scenario_names() if load(n).expect.marker == "selfcheck"])
+def test_selfcheck_scenarios_list_violations(name):
+    assert load(name).expect.expected_violations
+
+
+def test_killed_during_post_expectations():
+    exp = load("killed-during-post").expect
+    assert exp.marker == "selfcheck"
+    assert exp.job is Status.FAILURE
+    assert exp.control == RunnerControl("⭐ Run Post regress/slow-post@v1", "KILL", None)
+    assert set(exp.expected_violations) == {"green-steps-failed-job", "post-step-cut-off", "runner-stalled"}
+
+
+def test_docker_checkout_expectations():
+    exp = load("docker-checkout").expect
+    assert exp.kind == "docker" and exp.requires == ("docker",)
+    assert (exp.setup_cold, exp.setup_warm) == (90.0, 30.0)
+    assert exp.runner_log_must == ("Cleaning up network for job",)
+    assert exp.steps["actions/checkout@v4"] is Status.SUCCESS
+
+
+def test_qemu_buildx_observe_budget_and_uses():
+    scenario = load("qemu-buildx")
+    assert scenario.expect.observe == {"cache_growth_mb": Budget(50.0, "report")}
+    assert set(scenario.expect.requires) == {"docker", "buildx", "privileged"}
+    assert scenario.uses() == ("actions/checkout@v4", "docker/setup-qemu-action@v3", "docker/setup-buildx-action@v3")
+
+
+def test_render_replaces_placeholder():
+    scenario = load("native-checkout")
+    out = scenario.render("my-label")
+    assert LABEL_PLACEHOLDER not in out
+    assert "runs-on: my-label" in out
+    assert scenario.template.count(LABEL_PLACEHOLDER) == out.count("my-label")
+
+
+def test_uses_on_synthetic_template(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "workflow.yml").write_text(
+        "on: [push]\njobs:\n  j:\n    runs-on: __RUNS_ON__\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - name: q\n        uses: 'docker/setup-qemu-action@v3'  # comment\n"
+        "      - uses: \"actions/checkout@v4\"\n"
+        "      - run: 'echo uses: not-an-action'\n"
+    )
+    (folder / "expect.yml").write_text("kind: native\n")
+    assert load("s", tmp_path).uses() == ("actions/checkout@v4", "docker/setup-qemu-action@v3")
+
+
+# -- load() errors ---------------------------------------------------------------------------------------
+
+
+def _scenario(tmp_path, workflow="jobs:\n  j:\n    runs-on: __RUNS_ON__\n", expect="kind: native\n"):
+    folder = tmp_path / "sc"
+    folder.mkdir()
+    (folder / "workflow.yml").write_text(workflow)
+    if expect is not None:
+        (folder / "expect.yml").write_text(expect)
+    return folder
+
+
+def test_load_unknown_scenario_lists_known(tmp_path):
+    _scenario(tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown scenario 'nope'; known: sc"):
+        load("nope", tmp_path)
+
+
+def test_load_without_placeholder(tmp_path):
+    _scenario(tmp_path, workflow="jobs:\n  j:\n    runs-on: ubuntu\n")
+    with pytest.raises(ConfigError, match="no __RUNS_ON__ placeholder"):
+        load("sc", tmp_path)
+
+
+def test_load_without_expect(tmp_path):
+    _scenario(tmp_path, expect=None)
+    with pytest.raises(ConfigError, match=r"expect\.yml: missing or not a mapping"):
+        load("sc", tmp_path)
+
+
+def test_load_invalid_yaml(tmp_path):
+    _scenario(tmp_path, expect="kind: [native\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load("sc", tmp_path)
+
+
+def test_load_error_names_the_expect_file(tmp_path):
+    folder = _scenario(tmp_path, expect="kind: windows\n")
+    with pytest.raises(ConfigError) as info:
+        load("sc", tmp_path)
+    assert str(folder / "expect.yml") in str(info.value)
+
+
+def test_scenario_names_of_missing_root(tmp_path):
+    assert scenario_names(tmp_path / "absent") == []
+    assert load_all(tmp_path / "absent") == []
+
+
+def test_default_root_is_fixtures():
+    assert WORKFLOWS_DIR.name == "workflows" and WORKFLOWS_DIR.is_dir()
+
+
+# -- Expect.parse ----------------------------------------------------------------------------------------
+
+
+def test_parse_defaults():
+    exp = parse()
+    assert exp.marker == "regression" and exp.job is Status.SUCCESS
+    assert exp.steps == {} and exp.post_steps == () and exp.control is None and not exp.dispatch
+    assert exp.setup_cold is None and exp.setup_warm is None
+
+
+def test_parse_full():
+    exp = parse(job="failure", steps={"a": "skipped"}, continue_on_error=["a"], post_steps=["x@v1"],
+                setup_budget={"cold": 5, "warm": 2}, dispatch=True,
+                log_markers={"job_must": ["m"], "job_must_not": ["n"], "runner_must": ["o"], "runner_must_not": ["p"]},
+                observe={"cpu": {"limit": "80", "severity": "fail"}}, requires=["docker"],
+                runner_control={"on_log": "go", "signal": "STOP", "resume_after": 3})
+    assert exp.job is Status.FAILURE and exp.steps == {"a": Status.SKIPPED}
+    assert (exp.setup_cold, exp.setup_warm) == (5.0, 2.0)
+    assert (exp.job_log_must, exp.job_log_must_not, exp.runner_log_must, exp.runner_log_must_not) == (
+        ("m",), ("n",), ("o",), ("p",))
+    assert exp.observe == {"cpu": Budget(80.0, "fail")}
+    assert exp.control == RunnerControl("go", "STOP", 3)
+    assert exp.dispatch and exp.continue_on_error == ("a",) and exp.post_steps == ("x@v1",)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"kind": "native", "jbo": "success"}, r"unknown keys \['jbo'\]"),
+        ({"kind": "windows"}, "kind must be one of"),
+        ({}, "kind must be one of"),
+        ({"kind": "native", "marker": "lab"}, "marker must be regression or selfcheck"),
+        ({"kind": "native", "observe": {"cpu": {"limit": 1, "severity": "panic"}}}, r"observe\.cpu\.severity"),
+        ({"kind": "native", "observe": {"cpu": {"severity": "fail"}}}, r"observe\.cpu needs a limit"),
+        ({"kind": "native", "observe": {"cpu": 5}}, r"observe\.cpu needs a limit"),
+        ({"kind": "native", "marker": "selfcheck"}, "must list its expected_violations"),
+        ({"kind": "native", "job": "running"}, "job: 'running' is not a final status"),
+        ({"kind": "native", "job": "green"}, "job: 'green' is not a final status"),
+        ({"kind": "native", "steps": {"a": "waiting"}}, r"steps\.a: 'waiting' is not a final status"),
+        ({"kind": "native", "requires": ["gpu"]}, r"requires: unknown \['gpu'\]"),
+        ({"kind": "native", "runner_control": {"on_log": "x", "signal": "HUP"}}, "runner_control.signal"),
+    ],
+)
+def test_parse_rejects(data, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        Expect.parse(data, WHERE)
+    assert str(info.value).startswith(f"{WHERE}: ")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: Expect.parse lets float() raise ValueError for a non-numeric "
+                                       "setup_budget instead of a ConfigError naming the file")
+def test_parse_rejects_non_numeric_setup_budget():
+    with pytest.raises(ConfigError, match=WHERE):
+        parse(setup_budget={"cold": "fast"})
+
+
+@pytest.mark.xfail(strict=True, reason="bug: Expect.parse ignores unknown log_markers keys, so a typo "
+                                       "silently disables a check (top-level typos are rejected)")
+def test_parse_rejects_unknown_log_marker_key():
+    with pytest.raises(ConfigError, match="job_must_contain"):
+        parse(log_markers={"job_must_contain": ["🏁  Job succeeded"]})
