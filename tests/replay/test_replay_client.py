@@ -202,11 +202,6 @@ def test_transcript_redacts_the_csrf_token_of_pages_in_known_forms(replay):
     assert '"x-csrf-token": "<redacted>"' in home["response_body"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: harness/redact.py:26 misses the CSRF token in "
-    '<input type="hidden" name="_csrf" value="..."> of Forgejo pages (transcript bodies of GET /)',
-)
 def test_transcript_never_holds_the_live_csrf_token(replay):
     server, client = _replay_session(replay, csrf_in_html=True)
     dumped = json.dumps(client.transcript.records())
