@@ -325,7 +325,9 @@ def write_bundle(path: Path, target: Target, scenario: Scenario, handle: RunnerH
         "forgejo": {**target.info, "url_kind": "lab" if target.lab else "existing instance"},
         "runner": {"key": handle.key, "version": str(handle.version),
                    "name": lab_runner.name if lab_runner else result.observations.get("runner_from_log", {}).get("name"),
-                   "labels": handle.labels},
+                   "labels": handle.labels,
+                   "without_tools": list(lab_runner.without_tools) if lab_runner else [],
+                   "config_overrides": dict(lab_runner.overrides) if lab_runner else {}},
         "expect": {"job": str(scenario.expect.job), "steps": {k: str(v) for k, v in scenario.expect.steps.items()},
                    "post_steps": list(scenario.expect.post_steps)},
         "timings": result.timings,
@@ -337,6 +339,7 @@ def write_bundle(path: Path, target: Target, scenario: Scenario, handle: RunnerH
     bundle.json("manifest.json", manifest)
     bundle.text("workflow.yml", workflow)
     bundle.text("expect.yml", (scenario.path / "expect.yml").read_text())
+    bundle.copy_tree(scenario.path, f"scenario/{scenario.name}")
     if view is not None:
         bundle.json("job-view.json", dict(view.raw))
     if raw_log is not None:

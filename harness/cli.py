@@ -1,4 +1,4 @@
-"""A small CLI for what is useful outside pytest: ``lab prepare|up|status|down``."""
+"""A small CLI for what is useful outside pytest: ``lab prepare|up|status|down``, ``rerun``, ``bisect``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from harness import config
 from harness.errors import HarnessError
 from harness.lab import lab as labs
 from harness.lab.forgejo import ZombieSettings
@@ -32,8 +34,6 @@ def _versions(values: Sequence[str] | None, kind: str) -> list[Version]:
 
 
 def _explicit(values: Sequence[str] | None) -> dict[Version, object]:
-    from pathlib import Path
-
     result: dict[Version, object] = {}
     for value in values or ():
         version, sep, path = value.partition("=")
@@ -58,8 +58,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             return _show(existing, args.json)
         _print(f"replacing lab {args.lab}: {problem or 'other runner versions requested'}")
         existing.down()
-    from pathlib import Path
-
     forgejo_version = _versions([args.forgejo_version] if args.forgejo_version else None, "forgejo")[0]
     forgejo = binaries.resolve("forgejo", forgejo_version,
                                explicit={forgejo_version: Path(args.forgejo_binary)} if args.forgejo_binary else None)
@@ -131,6 +129,55 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace, extra: dict[str, object] | None = None) -> config.Settings:
+    values = {"forgejo-version": getattr(args, "forgejo_version", None),
+              "runner-binary": getattr(args, "runner_binary", None) or [],
+              "seed-action": getattr(args, "seed_action", None) or [], **(extra or {})}
+    raw = config.resolve_raw(lambda dest: values.get(dest.removeprefix("regress_").replace("_", "-")))
+    return config.build(raw)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from harness.rerun import read_bundle, run_on_lab, same_verdict
+
+    bundle = read_bundle(Path(args.bundle))
+    version = Version.parse(args.runner_version) if args.runner_version else bundle.runner_version
+    if bundle.forgejo_version and not args.forgejo_version and bundle.forgejo_version in binaries.available("forgejo"):
+        args.forgejo_version = str(bundle.forgejo_version)
+    _print(f"re-running {bundle.scenario.name} (bundled outcome {bundle.outcome}, violations "
+           f"{list(bundle.rules) or 'none'}) on runner {version}")
+    knobs = {"runner-without": [f"{version}={tool}" for tool in bundle.without_tools]}
+    if bundle.without_tools:
+        _print(f"as bundled, the runner runs without {', '.join(bundle.without_tools)} on its PATH")
+    result = run_on_lab(_settings(args, knobs), bundle.scenario, [version], notify=_print)[str(version)]
+    if result.verdict is not None:
+        _print(result.verdict.table())
+    same, why = same_verdict(bundle, result)
+    _print(why + (f"\nnew bundle: {result.bundle}" if result.bundle else ""))
+    return 0 if same else 1
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.rerun import bisect
+    from harness.scenarios import load
+
+    good, bad = Version.parse(args.good), Version.parse(args.bad)
+    listed = sorted({Version.parse(v) for v in (args.versions or "").split(",") if v.strip()} | {good, bad})
+    candidates = [v for v in listed if good <= v <= bad]
+    usable = [v for v in candidates if v in binaries.available("forgejo-runner")]
+    skipped = [str(v) for v in candidates if v not in usable]
+    if good not in usable or bad not in usable:
+        raise HarnessError(f"bisect needs binaries for {good} and {bad} in {binaries.bin_dir()}")
+    if skipped:
+        _print(f"no binary for {', '.join(skipped)}: left out")
+    first_bad, tested = bisect(_settings(args), load(args.scenario), usable, notify=_print)
+    if first_bad is None:
+        _print(f"{bad} passes {args.scenario}: nothing to bisect")
+        return 1
+    _print(f"first bad version: {first_bad} (tested: {tested})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
     prep = lab_sub.add_parser("prepare", help="Build the job image, binfmt image and buildx plugin (offline).")
     prep.add_argument("--no-buildx", action="store_true")
+    rerun = sub.add_parser("rerun", help="Re-run a bundle's scenario on a fresh lab and compare the verdict.")
+    rerun.add_argument("bundle")
+    rerun.add_argument("--runner-version")
+    rerun.add_argument("--forgejo-version")
+    rerun.add_argument("--runner-binary", action="append", metavar="VERSION=PATH")
+    bis = sub.add_parser("bisect", help="Find the first runner version that fails a scenario.")
+    bis.add_argument("--good", required=True)
+    bis.add_argument("--bad", required=True)
+    bis.add_argument("--versions", default="", help="Comma list of versions between good and bad.")
+    bis.add_argument("--scenario", required=True)
+    bis.add_argument("--forgejo-version")
     return parser
 
 
@@ -156,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "prepare": cmd_prepare}
     try:
+        if args.command == "rerun":
+            return cmd_rerun(args)
+        if args.command == "bisect":
+            return cmd_bisect(args)
         return handlers[args.lab_command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

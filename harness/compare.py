@@ -58,6 +58,24 @@ def load_cells(directory: Path) -> list[Cell]:
     return cells
 
 
+def load_baseline(path: Path) -> list[Cell]:
+    """Cells of a golden baseline written by ``--save-baseline``.
+
+    Raises:
+        ValueError: not such a file (corrupt, or another tool's JSON).
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != "forgejo-runner-regress/baseline/1":
+        raise ValueError(f"{path} is not a forgejo-runner-regress baseline (no schema forgejo-runner-regress/baseline/1)")
+    try:
+        return [Cell.from_json(c) for c in data["cells"]]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path} has a malformed cell: {exc}") from None
+
+
 def group(cells: Iterable[Cell]) -> dict[str, dict[str, list[Cell]]]:
     """scenario → runner → cells (repeats)."""
     table: dict[str, dict[str, list[Cell]]] = defaultdict(lambda: defaultdict(list))

@@ -6,6 +6,7 @@ Parsed and validated at one edge; the pytest plugin and the CLI feed it raw stri
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("candidate", "str", "Gate: the version you want to upgrade to.", metavar="VERSION"),
     Option("gate-on", "str", "Gate also on observation deltas: comma list of setup,cache.", metavar="LIST"),
     Option("repeat", "str", "Run each cell N times and report its pass rate.", default="1", metavar="N"),
+    Option("save-baseline", "str", "Gate: store this run's cells as a golden baseline file.", metavar="FILE"),
+    Option("compare-baseline", "str", "Gate: compare the candidate against a stored golden baseline file.",
+           metavar="FILE"),
+    Option("runner-config", "list", "Add a config axis for lab runners: NAME=FILE (YAML merged into the runner "
+           "config; repeatable).", metavar="NAME=FILE"),
 )
 
 
@@ -109,6 +115,9 @@ class Settings:
     candidate: Version | None
     gate_on: tuple[str, ...]
     repeat: int
+    save_baseline: Path | None = None
+    compare_baseline: Path | None = None
+    runner_configs: Mapping[str, Path] = field(default_factory=dict)
     sources: Mapping[str, Setting] = field(default_factory=dict)
 
     @property
@@ -119,7 +128,8 @@ class Settings:
     def versions_to_run(self, available: Sequence[Version]) -> tuple[Version, ...]:
         """The requested versions plus the gate's, de-duplicated; default: ``available``."""
         wanted = list(self.runner_versions)
-        for v in (self.baseline, self.candidate):
+        gate_versions = (self.candidate,) if self.compare_baseline else (self.baseline, self.candidate)
+        for v in gate_versions:
             if v is not None and v not in wanted:
                 wanted.append(v)
         if not wanted:
@@ -209,7 +219,7 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         text = str(get("setup-budget"))
         try:
             if "=" in text:
-                parts = dict(p.split("=", 1) for p in text.split(","))
+                parts = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in text.split(","))}
                 budget = (float(parts["cold"]), float(parts.get("warm", parts["cold"])))
             else:
                 budget = (float(text), float(text))
@@ -241,10 +251,26 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         raise ConfigError("--runner-label is for an existing instance: give --forgejo-url too")
     baseline = _version(get("baseline"), where("baseline")) if get("baseline") else None
     candidate = _version(get("candidate"), where("candidate")) if get("candidate") else None
-    if (baseline is None) != (candidate is None):
+    compare_file = Path(get("compare-baseline")).expanduser() if get("compare-baseline") else None
+    if compare_file is not None:
+        if not compare_file.is_file():
+            raise ConfigError(f"{where('compare-baseline')}: {compare_file} does not exist")
+        if candidate is None:
+            raise ConfigError("--compare-baseline needs --candidate VERSION")
+    elif (baseline is None) != (candidate is None):
         raise ConfigError("--baseline and --candidate go together")
     if baseline is not None and baseline == candidate:
         raise ConfigError(f"--baseline and --candidate are both {baseline}: nothing to compare")
+    configs: dict[str, Path] = {}
+    for item in _split_list(get("runner-config")):
+        name, sep, path = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,19}", name):
+            raise ConfigError(f"{where('runner-config')}: {item!r} is not NAME=FILE (NAME: a-z, 0-9, -)")
+        if not Path(path).expanduser().is_file():
+            raise ConfigError(f"{where('runner-config')}: {path} does not exist")
+        configs[name] = Path(path).expanduser()
+    if configs and url:
+        raise ConfigError("--runner-config applies to lab runners only (not with --forgejo-url)")
     gate_on = tuple(_split_list(get("gate-on")))
     if set(gate_on) - {"setup", "cache", "cpu", "leftovers"}:
         raise ConfigError(f"{where('gate-on')}: unknown {sorted(set(gate_on) - {'setup', 'cache', 'cpu', 'leftovers'})}")
@@ -276,5 +302,8 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         candidate=candidate,
         gate_on=gate_on,
         repeat=repeat,
+        save_baseline=Path(get("save-baseline")).expanduser() if get("save-baseline") else None,
+        compare_baseline=compare_file,
+        runner_configs=configs,
         sources=dict(raw),
     )

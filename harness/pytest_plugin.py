@@ -24,12 +24,14 @@ from harness.paths import labs_dir
 from harness.runners import binaries
 from harness.scenarios import load_all
 from harness.target import Target, boot_lab, open_existing, open_lab, plan_lab
+from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
 
 log = logging.getLogger("harness.live")
 SETTINGS = pytest.StashKey[config.Settings]()
 RUN_ID = pytest.StashKey[str]()
 PLAN_PROBLEM = pytest.StashKey[str | None]()
+NOT_APPLICABLE = pytest.StashKey[dict[str, str]]()
 VERSIONS = pytest.StashKey[tuple[Version, ...]]()
 GATE = pytest.StashKey[list[compare.GateFinding]]()
 
@@ -131,7 +133,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             marks.append(pytest.mark.lab)
         if "docker" in scenario.expect.requires or scenario.expect.kind == "docker":
             marks.append(pytest.mark.docker)
-        runner_keys = [str(v) for v in versions] or ["no-runner"]
+        runner_keys = target_runner_keys(settings, versions) or ["no-runner"]
         for key in runner_keys:
             for rep in range(settings.repeat):
                 param = CellParam(scenario.name, key, rep)
@@ -155,7 +157,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                        "put forgejo-runner-<version> there or use --runner-binary VERSION=PATH")
         else:
             try:
-                plan_lab(settings, versions)
+                config.stash[NOT_APPLICABLE] = dict(plan_lab(settings, versions).not_applicable)
             except HarnessError as exc:
                 problem = str(exc)
     config.stash[PLAN_PROBLEM] = problem
@@ -238,6 +240,9 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
     cfg = request.config
     settings = cfg.stash[SETTINGS]
     scenario = next(s for s in load_all() if s.name == regress_cell.scenario)
+    na = cfg.stash.get(NOT_APPLICABLE, {}).get(regress_cell.runner)
+    if na:
+        pytest.skip(f"{regress_cell.runner}: {na}")
     handle = regress_target.runners.get(regress_cell.runner)
     if handle is None:
         pytest.skip(f"no runner {regress_cell.runner} in this target")
@@ -302,8 +307,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         (run_dir / "report.json").write_text(json.dumps(
             [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))], indent=2))
         write_index(run_dir)
-    if settings.baseline is not None and settings.candidate is not None and cells:
-        findings = compare.gate(cells, str(settings.baseline), str(settings.candidate), settings.gate_on)
+    if settings.save_baseline is not None and cells:
+        records = [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))]
+        settings.save_baseline.parent.mkdir(parents=True, exist_ok=True)
+        settings.save_baseline.write_text(json.dumps({"schema": "forgejo-runner-regress/baseline/1",
+                                                      "cells": records}, indent=2))
+    baseline_key = str(settings.baseline) if settings.baseline else None
+    if settings.compare_baseline is not None:
+        try:
+            stored = compare.load_baseline(settings.compare_baseline)
+        except ValueError as exc:
+            raise pytest.UsageError(f"forgejo-runner-regress: --compare-baseline: {exc}") from None
+        keys = sorted({c.runner for c in stored})
+        baseline_key = baseline_key if baseline_key in keys else (keys[0] if len(keys) == 1 else None)
+        if baseline_key is None:
+            raise pytest.UsageError(f"forgejo-runner-regress: {settings.compare_baseline} holds runners {keys}; "
+                                    "name the one to compare with --baseline")
+        cells = [c for c in stored if c.runner == baseline_key] + [c for c in cells if c.runner != baseline_key]
+    if baseline_key is not None and settings.candidate is not None and cells:
+        findings = compare.gate(cells, baseline_key, str(settings.candidate), settings.gate_on)
         cfg.stash[GATE] = findings
         (run_dir / "gate.json").write_text(json.dumps([f.__dict__ for f in findings], indent=2))
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
@@ -353,7 +375,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     findings = config.stash.get(GATE, None)
     if findings is not None:
         settings = config.stash[SETTINGS]
-        terminalreporter.section(f"upgrade gate: {settings.baseline} → {settings.candidate}")
+        base = settings.baseline or f"golden {settings.compare_baseline}"
+        terminalreporter.section(f"upgrade gate: {base} → {settings.candidate}")
         for f in findings:
             terminalreporter.write_line(f"{f.kind:>14}: {f.scenario} — {f.why}")
         verdict = "FAILED (a scenario regressed)" if compare.gate_failed(findings) else "passed (nothing regressed)"

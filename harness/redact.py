@@ -28,7 +28,12 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     # hidden form fields: <input type="hidden" name="_csrf" value="…">
     re.compile(r"(?i)(name=[\"']_csrf[\"'][^>]*?value=[\"'])[^\"']+"),
     re.compile(r"(?i)(value=[\"'])[^\"']+(?=[\"'][^>]*?name=[\"']_csrf[\"'])"),
-    # key/value secrets in JSON, YAML, ini, env and URLs
+    # key/value secrets in JSON, YAML, ini, env and URLs: quoted values to the closing quote, then bare ones
+    re.compile(
+        r"(?i)([\"']?\b(?:password|passwd|secret|token|sha1|access_token|runner_token|"
+        r"x-runner-token|registration_token|internal_token|jwt_secret|secret_key)[\"']?\s*[:=]\s*\")"
+        r"(?!<redacted>)[^\"]+"
+    ),
     re.compile(
         r"(?i)([\"']?\b(?:password|passwd|secret|token|sha1|access_token|runner_token|"
         r"x-runner-token|registration_token|internal_token|jwt_secret|secret_key|uuid)[\"']?\s*[:=]\s*[\"']?)"
@@ -46,6 +51,7 @@ def register_secret(value: str | None) -> None:
             _known.add(value)
             if len(value) >= 32:  # runner secrets are also used as halves (uuid bytes, token parts)
                 _known.add(value[:16])
+                _known.add(value[16:])
 
 
 def known_secrets() -> frozenset[str]:

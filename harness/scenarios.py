@@ -91,6 +91,20 @@ class Expect:
         steps = {str(k): status(v, f"steps.{k}") for k, v in (data.get("steps") or {}).items()}
         budget = data.get("setup_budget") or {}
         markers = data.get("log_markers") or {}
+        bad_markers = set(markers) - {"job_must", "job_must_not", "runner_must", "runner_must_not"}
+        if bad_markers:
+            raise fail(f"log_markers: unknown keys {sorted(bad_markers)} (job_must, job_must_not, runner_must, "
+                       "runner_must_not)")
+
+        def seconds(value: Any, key: str) -> float:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise fail(f"{key}: {value!r} is not a number of seconds") from None
+            if number <= 0:
+                raise fail(f"{key}: must be positive")
+            return number
+
         observe = {}
         for name, spec in (data.get("observe") or {}).items():
             if not isinstance(spec, Mapping) or "limit" not in spec:
@@ -98,7 +112,7 @@ class Expect:
             severity = spec.get("severity", "report")
             if severity not in SEVERITIES:
                 raise fail(f"observe.{name}.severity must be one of {SEVERITIES}")
-            observe[str(name)] = Budget(float(spec["limit"]), severity)
+            observe[str(name)] = Budget(seconds(spec["limit"], f"observe.{name}.limit"), severity)
         requires = tuple(data.get("requires") or ())
         if set(requires) - set(REQUIREMENTS):
             raise fail(f"requires: unknown {sorted(set(requires) - set(REQUIREMENTS))}")
@@ -122,8 +136,8 @@ class Expect:
             steps=steps,
             continue_on_error=tuple(data.get("continue_on_error") or ()),
             post_steps=tuple(data.get("post_steps") or ()),
-            setup_cold=float(budget["cold"]) if "cold" in budget else None,
-            setup_warm=float(budget["warm"]) if "warm" in budget else None,
+            setup_cold=seconds(budget["cold"], "setup_budget.cold") if "cold" in budget else None,
+            setup_warm=seconds(budget["warm"], "setup_budget.warm") if "warm" in budget else None,
             job_log_must=strings("job_must"),
             job_log_must_not=strings("job_must_not"),
             runner_log_must=strings("runner_must"),

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness.config import Settings
 from harness.errors import ConfigError
 from harness.forgejo.client import ForgejoClient
@@ -102,6 +104,7 @@ class LabPlan:
 
     forgejo: binaries.Binary
     specs: tuple[labs.RunnerSpec, ...]
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
@@ -119,14 +122,54 @@ def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
         )
     explicit = {forgejo_version: settings.forgejo_binary} if settings.forgejo_binary else None
     forgejo = binaries.resolve("forgejo", forgejo_version, explicit=explicit, download=settings.allow_download)
-    specs = tuple(
-        labs.RunnerSpec(
-            binaries.resolve("forgejo-runner", v, explicit=settings.runner_binaries, download=settings.allow_download),
-            without_tools=settings.runner_without.get(v, ()),
-        )
-        for v in versions
-    )
-    return LabPlan(forgejo, specs)
+    configs = {name: load_runner_config(path) for name, path in settings.runner_configs.items()}
+    specs = []
+    not_applicable = {}
+    for v in versions:
+        binary = binaries.resolve("forgejo-runner", v, explicit=settings.runner_binaries,
+                                  download=settings.allow_download)
+        for name, overrides in [("", {}), *configs.items()]:
+            spec = labs.RunnerSpec(binary, config_name=name, overrides=overrides,
+                                   without_tools=settings.runner_without.get(v, ()))
+            unknown = unknown_keys(v, overrides)
+            if unknown:
+                not_applicable[spec.key] = f"n/a: {', '.join(unknown)} unknown to runner {v}"
+            else:
+                specs.append(spec)
+    return LabPlan(forgejo, tuple(specs), not_applicable)
+
+
+# Config keys and the first runner version that knows them (a cell whose config uses a key its
+# version does not know is "n/a", never a run with the key silently ignored).
+KEYS_SINCE = {"runner.report_retry": Version(12, 0, 0)}
+
+
+def load_runner_config(path: Path) -> dict[str, Any]:
+    """A runner config axis file (YAML mapping merged into the lab runner's config)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--runner-config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--runner-config {path}: not a YAML mapping")
+    return data
+
+
+def unknown_keys(version: Version, overrides: Mapping[str, Any]) -> list[str]:
+    """Dotted keys of ``overrides`` that ``version`` does not know."""
+    found = []
+    for dotted, since in KEYS_SINCE.items():
+        node: Any = overrides
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None and version < since:
+            found.append(dotted)
+    return found
+
+
+def runner_keys(settings: Settings, versions: Sequence[Version]) -> list[str]:
+    """Cell ids of the runners: ``12.1.2`` and one ``12.1.2-<config>`` per config axis."""
+    return [f"{v}" + (f"-{name}" if name else "") for v in versions for name in ["", *settings.runner_configs]]
 
 
 def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequence[str],

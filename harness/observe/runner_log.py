@@ -83,7 +83,7 @@ def attribute(text: str, *, task_id: int | None, job: str, workflow: str) -> str
     kept = []
     other_task = re.compile(r"\btask (\d+)\b|FORGEJO-ACTIONS-TASK-(\d+)")
     job_name = re.compile(r"for job (\S+?),?(?:\s|$)")
-    prefix = re.compile(r"\[([^\]/]+)/([^\]]+)\]")
+    prefix = re.compile(r"(?:^|msg=\")\[([^\]/\s{]+)/([^\]]+)\]")
     for line in text.splitlines():
         ids = {int(a or b) for a, b in other_task.findall(line)}
         names = set(job_name.findall(line))

@@ -91,7 +91,7 @@ def _download(kind: str, version: Version, url: str, dest: Path) -> str | None:
     except requests.RequestException:
         expected = None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(".part")
+    part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     with part.open("wb") as out:
         for chunk in response.iter_content(1 << 20):

@@ -217,8 +217,6 @@ def test_download_http_error_and_url_from_env(tmp_path, monkeypatch):
     assert seen == ["https://mirror.test/r-12.1.2"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _download's partial file is dest.with_suffix('.part'), which turns "
-                                       "forgejo-runner-12.1.2 into forgejo-runner-12.1.part: every 12.1.x shares it")
 def test_download_partial_file_is_per_version(tmp_path, monkeypatch):
     url = "https://example.test/runner-12.1.2"
     partials = []

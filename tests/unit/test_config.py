@@ -113,8 +113,6 @@ def test_setup_budget(text, budget):
     assert settings(setup_budget=text).setup_budget == budget
 
 
-@pytest.mark.xfail(strict=True, reason="bug: build() does not strip setup-budget parts, so ' warm=20' is silently "
-                                       "ignored and warm falls back to the cold budget")
 def test_setup_budget_with_space_after_comma():
     assert settings(setup_budget="cold=60, warm=20").setup_budget == (60.0, 20.0)
 

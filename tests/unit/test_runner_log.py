@@ -64,9 +64,6 @@ def test_attribute_keeps_own_task_of_recorded_docker_log(recording_at):
     assert "network-cleanup" in names(kept)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: attribute()'s job-prefix regex also matches bracketed text inside "
-                                       "a line (docker's network dump '[{172.18.0.0/16 ...]'), so the task's own "
-                                       "lines are dropped as another job's")
 def test_attribute_keeps_every_line_of_a_single_task_window(recording_at):
     rec = recording_at("forgejo-11.0.15/runner-12.1.2/docker-ok")
     kept = attribute(rec.runner_log, task_id=rec.meta["task_id"], job="test", workflow="docker-ok")

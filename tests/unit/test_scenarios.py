@@ -204,15 +204,11 @@ def test_parse_rejects(data, message):
     assert str(info.value).startswith(f"{WHERE}: ")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Expect.parse lets float() raise ValueError for a non-numeric "
-                                       "setup_budget instead of a ConfigError naming the file")
 def test_parse_rejects_non_numeric_setup_budget():
     with pytest.raises(ConfigError, match=WHERE):
         parse(setup_budget={"cold": "fast"})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Expect.parse ignores unknown log_markers keys, so a typo "
-                                       "silently disables a check (top-level typos are rejected)")
 def test_parse_rejects_unknown_log_marker_key():
     with pytest.raises(ConfigError, match="job_must_contain"):
         parse(log_markers={"job_must_contain": ["🏁  Job succeeded"]})

@@ -1,0 +1,104 @@
+"""The product flows end to end on real labs: the upgrade gate, an existing instance, re-run, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.lab.lab import Lab, lab_dir_for
+
+from .conftest import RUNNERS, resolve_or_skip
+
+pytestmark = [pytest.mark.lab, pytest.mark.docker]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_pytest(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "tests/scenarios", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=1500, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def binaries_present():
+    for v in RUNNERS:
+        resolve_or_skip("forgejo-runner", v)
+    from harness.versions import Version
+
+    resolve_or_skip("forgejo", Version(13, 0, 5))
+
+
+def test_gate_exits_zero_when_nothing_regressed(binaries_present, tmp_path):
+    proc = run_pytest("-m", "regression", "--baseline", "11.3.1", "--candidate", "12.1.2",
+                      "--evidence-dir", str(tmp_path))
+    out = proc.stdout
+    assert "upgrade gate: 11.3.1 → 12.1.2" in out, out[-3000:]
+    assert "gate passed (nothing regressed)" in out, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
+    assert "| qemu-buildx |" in out and "| native-checkout |" in out and "| docker-checkout |" in out
+
+
+def test_gate_fails_on_a_real_regression_and_the_bundle_reruns(binaries_present, tmp_path):
+    proc = run_pytest("-m", "regression", "-k", "docker-checkout", "--baseline", "11.3.1", "--candidate", "12.1.2",
+                      "--runner-without", "11.3.1=git", "--runner-without", "12.1.2=git",
+                      "--evidence-dir", str(tmp_path))
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:]
+    assert "regression: docker-checkout — 11.3.1 passed, 12.1.2 failed" in out, out[-3000:]
+    assert "signature:worktree-error" in out
+    bundles = [p.parent for p in tmp_path.rglob("manifest.json") if "12.1.2" in p.parent.name]
+    assert len(bundles) == 1, bundles
+    bundle = bundles[0]
+    repro = (bundle / "repro.md").read_text()
+    for needed in ("## What was run", "## Expected", "## Observed", "## How to re-run", "worktree"):
+        assert needed in repro, needed
+    for name in ("job.log", "runner.log", "job-view.json", "api-transcript.jsonl", "workflow.yml",
+                 "reproducer/setup.sh", "reproducer/runner-config.yaml"):
+        assert (bundle / name).is_file(), name
+    rerun = subprocess.run([sys.executable, "-m", "harness", "rerun", str(bundle)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=900, check=False)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-2000:]
+    assert "same verdict" in rerun.stdout
+
+
+def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
+    lab_id = f"existing-{uuid.uuid4().hex[:6]}"
+    up = subprocess.run([sys.executable, "-m", "harness", "lab", "up", "--lab", lab_id, "--runner-version", "12.1.2"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=900, check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    lab = Lab.load(lab_dir_for(lab_id))
+    try:
+        runner = lab.runners["12.1.2"]
+        secrets = {lab.token(), lab.password(), runner.secret or json.loads((runner.dir / ".runner").read_text())["token"]}
+        secrets |= {line.split(":", 1)[1].strip() for line in (runner.dir / "cache-server.yaml").read_text().splitlines()
+                    if line.strip().startswith("secret:")}
+        secrets = {s for s in secrets if s}
+        labels = [f"12.1.2:{kind}={label.split(':', 1)[0]}" for kind, label in runner.labels.items()]
+        args = ["-m", "regression or selfcheck", "--forgejo-url", lab.forgejo.url,
+                "--forgejo-token-file", str(lab.forgejo.token_file), "--forgejo-user", "regress-admin",
+                "--forgejo-password-file", str(lab.forgejo.password_file), "--evidence", "always",
+                "--evidence-dir", str(tmp_path / "evidence"), "--junitxml", str(tmp_path / "junit.xml"), "-rs", "-v"]
+        for label in labels:
+            args += ["--runner-label", label]
+        proc = run_pytest(*args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        assert "test_scenario[qemu-buildx-12.1.2] PASSED" in out
+        assert "test_scenario[docker-checkout-12.1.2] PASSED" in out
+        assert "only lab runners allow" in out  # runner-control selfchecks are never run on foreign runners
+        junit = (tmp_path / "junit.xml").read_text()
+        assert 'name="runner_version" value="12.1.2"' in junit
+        written = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert len(written) > 20
+        for secret in secrets:
+            assert secret not in out, "a secret reached the terminal"
+            for path in written:
+                assert secret not in path.read_text(errors="replace"), f"a secret reached {path}"
+    finally:
+        lab.down()
