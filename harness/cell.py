@@ -276,6 +276,9 @@ def run_cell(
             result.observations["selfcheck"] = True
             result.selfcheck_problem = selfcheck_mismatch(result.verdict, scenario.expect.expected_violations)
         result.timings["verdict_latency"] = round(time.monotonic() - t_verdict_start, 3)
+        stamps = [line.timestamp for line in view.log_lines()]
+        if stamps:  # the runner's last job-log line ≈ when it reported the result (same machine clock on the lab)
+            result.timings["job_end_to_verdict"] = round(time.time() - max(stamps), 3)
         result.timings["setup_seconds"] = result.verdict.setup_seconds or 0.0
     except HarnessError as exc:
         result.error = str(exc)

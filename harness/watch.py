@@ -160,7 +160,7 @@ def watch_job(
     t_picked = time.monotonic()
     wait_for(f"every job of {where} to be done", "job_done", probe, lambda v: v is not None and v.done,
              describe=describe, budgets=budgets, sleep=sleep, evidence=evidence,
-             wait=adaptive_wait(fast=0.2, slow=1.0))
+             wait=adaptive_wait(fast=0.2, slow=0.5))
     t_done = time.monotonic()
     final = wait_for(f"the final job view of {where}", "run_appears", lambda: web.full_job_view(ref),
                      lambda v: v is not None, describe=describe, budgets=budgets, sleep=sleep, evidence=evidence)

@@ -24,7 +24,7 @@ from harness.budgets import BUDGETS
 from harness.errors import LabError, PollTimeout
 from harness.lab import capdrop, procs
 from harness.paths import dockerd_data_root
-from harness.watch import wait_for
+from harness.watch import adaptive_wait, wait_for
 
 log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -90,6 +90,22 @@ def _runtime_script(lab_dir: Path) -> Path:
     return script
 
 
+def existing_bridge_ip(name: str = "docker0") -> str | None:
+    """The IPv4 address of an existing ``docker0`` (a dockerd started now reuses the bridge and its address)."""
+    import psutil
+
+    for addr in psutil.net_if_addrs().get(name, []):
+        if addr.family == socket_family_inet():
+            return str(addr.address)
+    return None
+
+
+def socket_family_inet() -> int:
+    import socket
+
+    return int(socket.AF_INET)
+
+
 def runtime_dir(lab_id: str) -> Path:
     """A short per-lab dir for dockerd's sockets (unix socket paths must stay under 108 bytes)."""
     digest = hashlib.sha256(lab_id.encode()).hexdigest()[:10]
@@ -129,7 +145,8 @@ def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
 
     try:
         client = wait_for("our dockerd to answer on its socket", "dockerd_ready", probe, lambda c: c is not None,
-                          describe=lambda c: "socket not answering", evidence=str(log_file))
+                          describe=lambda c: "socket not answering", evidence=str(log_file),
+                          wait=adaptive_wait(fast=0.05, slow=0.5))
     except PollTimeout:
         procs.stop(pid, budget=BUDGETS.docker_stop)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from harness.errors import LabError
 from harness.lab import procs
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
-from harness.watch import wait_for
+from harness.watch import adaptive_wait, wait_for
 
 ADMIN = "regress-admin"
 ROOT_ENV = {"GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true"}
@@ -183,6 +184,15 @@ class ForgejoServer:
         self.app_ini.write_text(render_app_ini(self.work, self.host, self.port, static_root_for(self.binary),
                                                self.zombie))
 
+    def set_address(self, host: str, port: int) -> None:
+        """Point the server at its final address (keeps what Forgejo wrote into app.ini meanwhile)."""
+        self.host, self.port = host, port
+        text = self.app_ini.read_text()
+        for key, value in (("HTTP_ADDR", host), ("HTTP_PORT", str(port)), ("DOMAIN", host),
+                           ("ROOT_URL", f"http://{host}:{port}/"), ("LOCAL_ROOT_URL", f"http://{host}:{port}/")):
+            text = re.sub(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+        self.app_ini.write_text(text)
+
     def migrate(self) -> None:
         """``forgejo migrate``: create the schema (the CLI commands need it)."""
         try:
@@ -212,7 +222,7 @@ class ForgejoServer:
 
         version = wait_for(f"Forgejo at {self.url} to answer /api/v1/version", "forgejo_ready", probe,
                            lambda v: v is not None, describe=lambda v: "not answering",
-                           evidence=str(self.log_file))
+                           evidence=str(self.log_file), wait=adaptive_wait(fast=0.05, slow=0.5))
         assert version is not None
         return version
 

@@ -321,69 +321,78 @@ def boot(
     directory.mkdir(parents=True)
     os.chmod(directory, 0o700)
     prepared = Prepared.load()
+    if use_docker and prepared is None:
+        raise LabError("the lab is not prepared (no job image); run: python -m harness lab prepare")
     engine: engines.Engine | None = None
     lab: Lab | None = None
+    pool = ThreadPoolExecutor(max_workers=8)
+    # Forgejo's schema and admin do not need the engine: they run while dockerd starts; the address
+    # (the bridge, where job containers reach the host) is filled in once the engine answers.
+    server = ForgejoServer(forgejo_binary, directory / "forgejo", "127.0.0.1", 0, lab_id, zombie or ZombieSettings())
     try:
-        if use_docker:
-            engine = engines.find_existing()
-            if engine is None:
-                notify("no Docker engine answers; starting our own dockerd")
-                engine = engines.start_dockerd(directory, lab_id)
-            if prepared is None:
-                raise LabError("the lab is not prepared (no job image); run: python -m harness lab prepare")
+        engine_future = pool.submit(_engine, directory, lab_id, notify) if use_docker else None
+        server.configure()
+        notify(f"Forgejo {forgejo_binary.version}: migrate")
+        server.migrate()
+        admin = pool.submit(server.create_admin)
+        # A dockerd reuses an existing docker0 and its address: Forgejo can start on it right away.
+        guess = engines.existing_bridge_ip() if use_docker else "127.0.0.1"
+        if guess is not None:
+            server.set_address(guess, free_port(guess))
+            server.start()
+        engine = engine_future.result() if engine_future else None
         host = engine.bridge_ip if engine else "127.0.0.1"
-        port = free_port(host)
-        server = ForgejoServer(forgejo_binary, directory / "forgejo", host, port, lab_id, zombie or ZombieSettings())
+        if guess != host:
+            if guess is not None:
+                server.stop()
+            server.set_address(host, free_port(host))
+            server.start()
         runners: dict[str, LabRunner] = {}
         lab = Lab(lab_id, directory, server, engine, runners, prepared)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
-            server.configure()
-            notify(f"Forgejo {forgejo_binary.version}: migrate")
-            server.migrate()
-            server.start()
-            admin = pool.submit(server.create_admin)
-            for spec in specs:
-                runner = LabRunner(
-                    name=f"regress-{spec.key}", binary=spec.binary, dir=directory / "runners" / spec.key,
-                    instance_url=server.url,
-                    labels=labels_for(spec.binary.version, prepared.job_image if prepared and engine else None,
-                                      spec.config_name),
-                    lab_id=lab_id, capacity=capacity, bridge_ip=host, docker_host=engine.host if engine else None,
-                    cache_port=free_port(host), proxy_port=free_port(host), overrides=spec.overrides,
-                    without_tools=spec.without_tools,
-                )
-                runner.prepare()
-                runners[spec.key] = runner
-            registrations = [pool.submit(server.register_runner, r.name, r.secret, list(r.labels.values()))
-                             for r in runners.values()]
-            version = server.wait_ready()
-            notify(f"Forgejo {version} answers at {server.url}")
-            for future in registrations:
-                future.result()
-            admin.result()
-            if images is not None:
-                images.result()
-            for runner in runners.values():
-                if prepared and prepared.buildx and engine:
-                    plugins = runner.home / ".docker" / "cli-plugins"
-                    plugins.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(prepared.buildx, plugins / "docker-buildx")
-                runner.create_runner_file()
-                runner.start_cache_server()
-            if confine:
-                ports = [server.port] + [p for r in runners.values() for p in (r.cache_port, r.proxy_port)]
-                if firewall.available():
-                    lab.firewall_rules = firewall.install(lab_id, ports)
-                else:
-                    lab.firewall_note = "iptables unavailable: ports not confined"
-            for runner in runners.values():
-                runner.start()
-            seeding = pool.submit(_seed, lab, seed_sources, seed_refs)
-            for key, runner in runners.items():
-                runner.wait_online()
-                notify(f"runner {key} polls with labels {', '.join(runner.labels.values())}")
-            lab.seeded = seeding.result()
+        images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
+        for spec in specs:
+            runner = LabRunner(
+                name=f"regress-{spec.key}", binary=spec.binary, dir=directory / "runners" / spec.key,
+                instance_url=server.url,
+                labels=labels_for(spec.binary.version, prepared.job_image if prepared and engine else None,
+                                  spec.config_name),
+                lab_id=lab_id, capacity=capacity, bridge_ip=host, docker_host=engine.host if engine else None,
+                cache_port=free_port(host), proxy_port=free_port(host), overrides=spec.overrides,
+                without_tools=spec.without_tools,
+            )
+            runner.prepare()
+            if prepared and prepared.buildx and engine:
+                plugins = runner.home / ".docker" / "cli-plugins"
+                plugins.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(prepared.buildx, plugins / "docker-buildx")
+            runners[spec.key] = runner
+        registrations = [pool.submit(server.register_runner, r.name, r.secret, list(r.labels.values()))
+                         for r in runners.values()]
+        caches = [pool.submit(r.start_cache_server) for r in runners.values()]
+        if confine:
+            ports = [server.port] + [p for r in runners.values() for p in (r.cache_port, r.proxy_port)]
+            if firewall.available():
+                lab.firewall_rules = firewall.install(lab_id, ports)
+            else:
+                lab.firewall_note = "iptables unavailable: ports not confined"
+        version = server.wait_ready()
+        notify(f"Forgejo {version} answers at {server.url}")
+        admin.result()
+        seeding = pool.submit(_seed, lab, seed_sources, seed_refs)
+        for future in registrations + caches:
+            future.result()
+
+        def start(runner: LabRunner) -> None:
+            runner.create_runner_file()
+            runner.start()
+            runner.wait_online()
+
+        for key, future in [(k, pool.submit(start, r)) for k, r in runners.items()]:
+            future.result()
+            notify(f"runner {key} polls with labels {', '.join(runners[key].labels.values())}")
+        if images is not None:
+            images.result()
+        lab.seeded = seeding.result()
         lab.boot_seconds = time.monotonic() - t0
         lab.save()
         return lab
@@ -391,10 +400,23 @@ def boot(
         if lab is not None:
             lab.down(keep_dir=True)
         else:
+            server.stop()
+            if engine is None and engine_future is not None and engine_future.done() and not engine_future.exception():
+                engine = engine_future.result()
             if engine is not None and engine.ours:
                 engines.stop_dockerd(engine)
             procs.sweep(lab_id)
         raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _engine(directory: Path, lab_id: str, notify: Notify) -> engines.Engine:
+    engine = engines.find_existing()
+    if engine is None:
+        notify("no Docker engine answers; starting our own dockerd")
+        engine = engines.start_dockerd(directory, lab_id)
+    return engine
 
 
 def _import_images(engine: engines.Engine, prepared: Prepared) -> None:
@@ -407,7 +429,7 @@ def _seed(lab: Lab, sources: Mapping[str, Path] | None, refs: Mapping[str, set[s
     if not merged:
         return []
     try:
-        return seed(lab.client(), lab.token(), merged, refs or {})
+        return seed(lab.client(), lab.token(), merged, refs or {}, repo_root=lab.forgejo.work / "data" / "repos")
     except HarnessError:
         raise
     except Exception as exc:  # git or HTTP failure while seeding: name it

@@ -26,7 +26,7 @@ from harness.lab import procs
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
 from harness.versions import Version
-from harness.watch import wait_for
+from harness.watch import adaptive_wait, wait_for
 
 DECLARED = re.compile(r"declared successfully")
 POLLING = re.compile(r"\[poller \d+\] launched")
@@ -222,7 +222,7 @@ class LabRunner:
 
         wait_for(f"the cache server of runner {self.name} on {self.bridge_ip}:{self.cache_port}",
                  "cache_server_ready", probe, bool, describe=lambda v: "port closed",
-                 evidence=str(self.cache_log_file))
+                 evidence=str(self.cache_log_file), wait=adaptive_wait(fast=0.05, slow=0.5))
 
     def start(self) -> None:
         """Start the daemon detached; a line marks each start in its log."""
@@ -248,7 +248,7 @@ class LabRunner:
 
         wait_for(f"runner {self.name} ({self.version}) to declare and poll", "runner_online", probe,
                  lambda t: bool(DECLARED.search(t) and POLLING.search(t)), describe=describe,
-                 evidence=str(self.log_file))
+                 evidence=str(self.log_file), wait=adaptive_wait(fast=0.05, slow=0.5))
 
     def _current_log(self) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
