@@ -80,6 +80,9 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
         raise NotRunnable(f"runner {handle.key} has no '{scenario.expect.kind}' label "
                           + ("(the lab has no Docker engine)" if target.lab else "(give --runner-label)"))
     needs = set(scenario.expect.requires)
+    if "lab" in needs and (target.lab is None or handle.lab_runner is None):
+        raise NotRunnable("needs the lab's runner-side observation (its Docker engine, its cache store), which a "
+                          "runner the suite did not start does not expose")
     if target.lab is not None:
         if "docker" in needs and target.lab.engine is None:
             raise NotRunnable("needs a Docker engine; none answered and none could be started")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import tempfile
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,14 +63,17 @@ def read_bundle(path: Path) -> BundleInfo:
 
 def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Version], *,
                notify: Notify = print) -> dict[str, CellResult]:
-    """Boot a lab with ``versions``, run ``scenario`` on each, tear it down; results by runner key."""
+    """Boot a lab with ``versions``, run ``scenario`` on each, tear it down; results by runner key.
+
+    Bundles go to ``<evidence dir>/rerun-<id>/``.
+    """
     plan = plan_lab(settings, versions)
     lab = boot_lab(plan, f"rerun-{uuid.uuid4().hex[:8]}", capacity=2, seed_actions=settings.seed_actions,
                    notify=notify)
     results: dict[str, CellResult] = {}
     try:
         target = open_lab(lab)
-        out = Path(tempfile.mkdtemp(prefix="regress-rerun-"))
+        out = settings.evidence_dir / f"rerun-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         for key, handle in target.runners.items():
             notify(f"running {scenario.name} on runner {key}")
             results[key] = run_cell(target, scenario, handle, out / f"{scenario.name}-{key}", evidence="always",

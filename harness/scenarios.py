@@ -19,7 +19,7 @@ ACTIONS_DIR = ROOT / "fixtures" / "actions"
 LABEL_PLACEHOLDER = "__RUNS_ON__"
 KINDS = ("native", "docker")
 SEVERITIES = ("fail", "report")
-REQUIREMENTS = ("docker", "buildx", "privileged")
+REQUIREMENTS = ("docker", "buildx", "privileged", "lab")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ default runtime is :mod:`harness.lab.capdrop` so ``--privileged`` containers sti
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import requests
+from filelock import FileLock
 
 from harness.budgets import BUDGETS
 from harness.errors import LabError, PollTimeout
@@ -106,14 +106,77 @@ def socket_family_inet() -> int:
     return int(socket.AF_INET)
 
 
-def runtime_dir(lab_id: str) -> Path:
-    """A short per-lab dir for dockerd's sockets (unix socket paths must stay under 108 bytes)."""
-    digest = hashlib.sha256(lab_id.encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"regress-dockerd-{digest}"
+SHARED_TAG = "shared-dockerd"
 
 
-def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
-    """Start our own dockerd (Debian's ``docker.io``) and wait until it answers.
+def runtime_dir() -> Path:
+    """The dir of the one dockerd the labs of this machine share (short: unix socket paths < 108 bytes)."""
+    return Path(tempfile.gettempdir()) / "regress-dockerd"
+
+
+def _users(run: Path) -> list[str]:
+    """Labs using our dockerd; a lab whose dir is gone (down, or crashed and removed) no longer counts."""
+    from harness.paths import labs_dir
+
+    users = run / "users"
+    alive = []
+    for entry in sorted(users.glob("*")) if users.is_dir() else []:
+        if (labs_dir() / entry.name).exists():
+            alive.append(entry.name)
+        else:
+            entry.unlink(missing_ok=True)
+    return alive
+
+
+def acquire_dockerd(lab_id: str) -> Engine:
+    """Our dockerd for this lab: the running one (shared between labs) or a new one.
+
+    Raises:
+        LabError: dockerd is not installed or did not come up within ``dockerd_ready``.
+    """
+    run = runtime_dir()
+    run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with FileLock(str(run / "lock")):
+        pid = _read_pid(run / "dockerd.pid")
+        host = f"unix://{run / 'docker.sock'}"
+        client = _ping(host) if procs.alive(pid) else None
+        engine = _describe(host, True, pid, client) if client else start_dockerd(run)
+        (run / "users").mkdir(exist_ok=True)
+        (run / "users" / lab_id).write_text(str(os.getpid()))
+    return engine
+
+
+def sole_user(lab_id: str) -> bool:
+    """True when no other lab uses our dockerd."""
+    return _users(runtime_dir()) in ([], [lab_id])
+
+
+def release_dockerd(engine: Engine, lab_id: str) -> str:
+    """Drop this lab from our dockerd's users; stop it when none is left (never the user's engine)."""
+    if not engine.ours:
+        return "not ours"
+    run = runtime_dir()
+    with FileLock(str(run / "lock")):
+        (run / "users" / lab_id).unlink(missing_ok=True)
+        others = _users(run)
+        if others:
+            return f"kept running for {len(others)} other lab(s)"
+        outcome = procs.stop(engine.pid, budget=BUDGETS.docker_stop)
+        swept = procs.sweep(SHARED_TAG)  # containerd and shims it may leave
+        shutil.rmtree(run, ignore_errors=True)  # the lock file goes too: the next lab makes a new one
+    return outcome + (f" (and {', '.join(swept)})" if swept else "")
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def start_dockerd(run: Path) -> Engine:
+    """Start Debian's dockerd with a private socket, exec root and pid file, and a data root kept in
+    the cache (prepared images stay imported); wait until it answers.
 
     Raises:
         LabError: dockerd is not installed or did not come up within ``dockerd_ready``.
@@ -122,8 +185,6 @@ def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
     if dockerd is None:
         raise LabError("no Docker engine answers and dockerd is not installed; run: apt-get install docker.io "
                        "(or point DOCKER_HOST at an engine)")
-    run = runtime_dir(lab_id)
-    run.mkdir(parents=True, exist_ok=True, mode=0o700)
     socket = run / "docker.sock"
     data_root = dockerd_data_root()
     data_root.mkdir(parents=True, exist_ok=True)
@@ -133,8 +194,8 @@ def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
     if capdrop.missing_caps():
         cmd += ["--add-runtime", f"regress-capdrop={_runtime_script(run)}", "--default-runtime", "regress-capdrop"]
         runtime = "regress-capdrop"
-    log_file = lab_dir / "logs" / "dockerd.log"
-    pid = procs.spawn(cmd, log_file=log_file, lab_id=lab_id)
+    log_file = run / "dockerd.log"
+    pid = procs.spawn(cmd, log_file=log_file, lab_id=SHARED_TAG)
     host = f"unix://{socket}"
 
     def probe() -> docker.DockerClient | None:
@@ -155,16 +216,6 @@ def start_dockerd(lab_dir: Path, lab_id: str) -> Engine:
     if engine.runtime != runtime:
         log.warning("dockerd reports default runtime %s, expected %s", engine.runtime, runtime)
     return engine
-
-
-def stop_dockerd(engine: Engine) -> str:
-    """Stop our dockerd (never the user's)."""
-    if not engine.ours:
-        return "not ours"
-    outcome = procs.stop(engine.pid, budget=BUDGETS.docker_stop)
-    socket = engine.host.removeprefix("unix://")
-    shutil.rmtree(Path(socket).parent, ignore_errors=True)
-    return outcome
 
 
 def ensure_image(engine: Engine, tag: str, tar: Path) -> None:

@@ -225,14 +225,15 @@ class Lab:
             notify(f"stopping runner {key}: {runner.stop()}; cache server: {runner.stop_cache_server()}")
         notify(f"stopping Forgejo: {self.forgejo.stop()}")
         if self.engine is not None:
-            removed = remove_docker_leftovers(self.engine, self.id, everything=self.engine.ours)
+            everything = self.engine.ours and engines.sole_user(self.id)
+            removed = remove_docker_leftovers(self.engine, self.id, everything=everything)
             if removed:
                 notify(f"removed from Docker: {', '.join(removed)}")
         swept = procs.sweep(self.id)
         if swept:
             notify(f"killed leftover processes: {', '.join(swept)}")
         if self.engine is not None and self.engine.ours:
-            notify(f"stopping our dockerd: {engines.stop_dockerd(self.engine)}")
+            notify(f"our dockerd: {engines.release_dockerd(self.engine, self.id)}")
         firewall.remove(self.id)
         leaks = leak_check(self)
         if not keep_dir and not leaks:
@@ -277,8 +278,10 @@ def leak_check(lab: Lab) -> list[str]:
         leaks += [f"firewall rule: {r}" for r in firewall.rules(lab.id)]
     if lab.engine is not None:
         if lab.engine.ours:
-            if procs.alive(lab.engine.pid):
-                leaks.append(f"our dockerd (pid {lab.engine.pid})")
+            if engines.sole_user(lab.id):
+                leaks += [f"our dockerd's process {p.name()}[{p.pid}]" for p in procs.tagged(engines.SHARED_TAG)]
+                if engines.runtime_dir().exists():
+                    leaks.append(f"our dockerd's runtime dir {engines.runtime_dir()}")
         else:
             client = lab.engine.client()
             mine = client.containers.list(all=True, filters={"label": f"regress.lab={lab.id}"})
@@ -404,7 +407,7 @@ def boot(
             if engine is None and engine_future is not None and engine_future.done() and not engine_future.exception():
                 engine = engine_future.result()
             if engine is not None and engine.ours:
-                engines.stop_dockerd(engine)
+                engines.release_dockerd(engine, lab_id)
             procs.sweep(lab_id)
         raise
     finally:
@@ -415,7 +418,7 @@ def _engine(directory: Path, lab_id: str, notify: Notify) -> engines.Engine:
     engine = engines.find_existing()
     if engine is None:
         notify("no Docker engine answers; starting our own dockerd")
-        engine = engines.start_dockerd(directory, lab_id)
+        engine = engines.acquire_dockerd(lab_id)
     return engine
 
 
