@@ -50,14 +50,13 @@ def main() -> None:
             runner.start()
             runner.wait_online()
             runner_parts[key] = time.monotonic() - t
-        host = lab.forgejo.host
     finally:
         lab.down()
 
     # 3. forgejo migrate and web → /api/v1/version, alone, on a fresh work dir
     work = Path(tempfile.mkdtemp(prefix="regress-bench-"))
-    server = ForgejoServer(forgejo, work / "forgejo", "127.0.0.1" if host.startswith("127.") else "127.0.0.1",
-                           free_port("127.0.0.1"), lab_id + "-alone", ZombieSettings())
+    server = ForgejoServer(forgejo, work / "forgejo", "127.0.0.1", free_port("127.0.0.1"), lab_id + "-alone",
+                           ZombieSettings())
     try:
         server.configure()
         t = time.monotonic()
