@@ -10,6 +10,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from harness.observe import cache as cache_obs
 from harness.observe import cpu as cpu_obs
 from harness.observe import leaks as leak_obs
 from harness.observe import runner_log
+from harness.observe.commands import run_template
 from harness.observe.stall import StallWatch, capture_lab_runner
 from harness.runners.control import LogTrigger
 from harness.scenarios import Scenario
@@ -123,8 +125,13 @@ def run_cell(
     setup_budget: tuple[float, float] | None = None,
     budgets: Budgets = BUDGETS,
     notify: Notify = lambda s: None,
+    log_command: str | None = None,
+    stall_command: str | None = None,
 ) -> CellResult:
     """Run one cell; the result carries the verdict or the error, never raises for the cell itself.
+
+    ``log_command`` / ``stall_command``: templates for runners the suite did not start (see
+    :mod:`harness.observe.commands`); lab runners are observed directly.
 
     Raises:
         NotRunnable: before anything was pushed, when the cell cannot run here.
@@ -192,6 +199,9 @@ def run_cell(
                         control_fired.setdefault("signal", "QUIT (stall capture)")
                         notify(f"captured the stalled runner {handle.key}: state {captured.get('state')}, "
                                "goroutine dump taken; it will be restarted")
+                    elif stall_command:
+                        out = run_template(stall_command, runner=handle.key)
+                        captured["stall_command"] = out.text or f"(unavailable: {out.unavailable})"
             if trigger is not None and trigger.fired_at is None:
                 full = target.web.job_view(ref, known_steps=len(v.steps))
                 if full is not None and trigger.check(full.log_lines()):
@@ -240,14 +250,33 @@ def run_cell(
             if budget and growth["cache_server"] > budget.limit:
                 extra.append(Violation("cache-growth", f"the runner's cache store grew {growth['cache_server']:.1f} MB "
                                        f"> {budget.limit:g} MB in one job", budget.severity))
+        elif log_command:
+            stamps = [line.timestamp for line in view.log_lines()]
+            start = datetime.fromtimestamp(min(stamps) - 5 if stamps else time.time() - 600, UTC)
+            who = first_log_runner((raw_log or "").splitlines())
+            out = run_template(log_command, start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               end=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), runner=who[0] if who else "")
+            if out.text is None:
+                unavailable["runner_log"] = out.unavailable or "no output"
+            else:
+                runner_slice = runner_log.attribute(out.text, task_id=task_id, job=scenario.name,
+                                                    workflow=scenario.name)
         else:
-            unavailable["runner_log"] = "runner not started by the suite (use --runner-log-command)"
+            unavailable["runner_log"] = "runner not started by the suite (give --runner-log-command)"
         if sampler is not None:
             samples = sampler.stop()
-            phases = cpu_obs.phase_means(samples, _phase_bounds(view))
+            phases = cpu_obs.phase_means(samples, _phase_bounds(view), sampler.interval)
             result.observations["cpu"] = phases
             if not samples:
                 unavailable["cpu"] = sampler.error or "no samples"
+            cpu_budget = scenario.expect.observe.get("cpu_setup_pct")
+            setup_pct = (phases.get("setup") or {}).get("runner_pct")
+            if cpu_budget and setup_pct is None:
+                extra.append(Violation("observation-unavailable", "no CPU sample fell into 'Set up job' (too short "
+                                       "or unsampled): the CPU budget was not checked", "report"))
+            elif cpu_budget and isinstance(setup_pct, float | int) and setup_pct > cpu_budget.limit:
+                extra.append(Violation("cpu-over-budget", f"the runner used {setup_pct:.0f}% of a core during "
+                                       f"'Set up job' > {cpu_budget.limit:g}%", cpu_budget.severity))
         if client is not None and before_inv is not None:
             after_inv, inv_error = leak_obs.safe_inventory(client)
             if after_inv is not None:
@@ -297,6 +326,8 @@ def run_cell(
                                              runner_slice, tasks_payload, transcript_mark, sampler)
                 if captured.get("goroutine_dump"):
                     Bundle(bundle_dir).text("goroutines.txt", captured["goroutine_dump"])
+                if captured.get("stall_command"):
+                    Bundle(bundle_dir).text("stall-command.txt", captured["stall_command"])
             except OSError as exc:
                 result.error = (result.error or "") + f"\n(evidence could not be written to {bundle_dir}: {exc})"
         if created and not keep_repo:

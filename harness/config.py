@@ -77,6 +77,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("save-baseline", "str", "Gate: store this run's cells as a golden baseline file.", metavar="FILE"),
     Option("compare-baseline", "str", "Gate: compare the candidate against a stored golden baseline file.",
            metavar="FILE"),
+    Option("runner-log-command", "str", "Existing runners: a command printing the runner's log for a task; "
+           "{start} and {end} (ISO UTC) and {runner} are filled in, e.g. journalctl -u forgejo-runner --since {start} "
+           "--until {end}.", metavar="TEMPLATE"),
+    Option("runner-stall-command", "str", "Existing runners: a command run when a runner stalls (e.g. an ssh "
+           "collecting top -H); its output goes into the bundle. {runner} is filled in.", metavar="TEMPLATE"),
     Option("runner-config", "list", "Add a config axis for lab runners: NAME=FILE (YAML merged into the runner "
            "config; repeatable).", metavar="NAME=FILE"),
 )
@@ -118,6 +123,8 @@ class Settings:
     save_baseline: Path | None = None
     compare_baseline: Path | None = None
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
+    runner_log_command: str | None = None
+    runner_stall_command: str | None = None
     sources: Mapping[str, Setting] = field(default_factory=dict)
 
     @property
@@ -271,6 +278,21 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         configs[name] = Path(path).expanduser()
     if configs and url:
         raise ConfigError("--runner-config applies to lab runners only (not with --forgejo-url)")
+    for name in ("runner-log-command", "runner-stall-command"):
+        template = get(name)
+        if template:
+            try:
+                str(template).format(start="s", end="e", runner="r")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(f"{where(name)}: bad placeholder {exc} (use {{start}}, {{end}}, {{runner}})") from None
+    evidence_dir = Path(str(get("evidence-dir"))).expanduser()
+    try:
+        evidence_dir.mkdir(parents=True, exist_ok=True)
+        probe = evidence_dir / f".regress-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{where('evidence-dir')}: {evidence_dir} is not writable ({exc.strerror})") from None
     gate_on = tuple(_split_list(get("gate-on")))
     if set(gate_on) - {"setup", "cache", "cpu", "leftovers"}:
         raise ConfigError(f"{where('gate-on')}: unknown {sorted(set(gate_on) - {'setup', 'cache', 'cpu', 'leftovers'})}")
@@ -295,7 +317,7 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         runner_labels=labels,
         runner_without=without,
         setup_budget=budget,
-        evidence_dir=Path(str(get("evidence-dir"))).expanduser(),
+        evidence_dir=evidence_dir,
         evidence=evidence,
         keep_repos=bool(get("keep-repos")),
         baseline=baseline,
@@ -305,5 +327,7 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         save_baseline=Path(get("save-baseline")).expanduser() if get("save-baseline") else None,
         compare_baseline=compare_file,
         runner_configs=configs,
+        runner_log_command=get("runner-log-command") or None,
+        runner_stall_command=get("runner-stall-command") or None,
         sources=dict(raw),
     )

@@ -250,7 +250,8 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
     test_id = safe_name(request.node.name)
     try:
         result = run_cell(regress_target, scenario, handle, run_dir / test_id, evidence=settings.evidence,
-                          keep_repo=settings.keep_repos, setup_budget=settings.setup_budget, notify=_notify(cfg))
+                          keep_repo=settings.keep_repos, setup_budget=settings.setup_budget, notify=_notify(cfg),
+                          log_command=settings.runner_log_command, stall_command=settings.runner_stall_command)
     except NotRunnable as exc:
         pytest.skip(f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
     cells = run_dir / "cells"

@@ -27,7 +27,7 @@ class Sample:
 class CpuSampler:
     """Samples the runner (pid) and its descendants plus ``extra`` pids until :meth:`stop`."""
 
-    def __init__(self, pid: int | None, extra: Sequence[int | None] = (), interval: float = 0.5) -> None:
+    def __init__(self, pid: int | None, extra: Sequence[int | None] = (), interval: float = 0.1) -> None:
         self.pid = pid
         self.extra = [p for p in extra if p]
         self.interval = interval
@@ -91,11 +91,15 @@ class CpuSampler:
 PhaseStats = dict[str, dict[str, float | int | None]]
 
 
-def phase_means(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]]) -> PhaseStats:
-    """Mean % per phase for the runner and the tree; ``None`` where no sample fell in the phase."""
+def phase_means(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]], interval: float = 0.1) -> PhaseStats:
+    """Mean % per phase for the runner and the tree; ``None`` where no sample covers the phase.
+
+    A sample taken at ``t`` measures ``(t - interval, t]``, so it covers a phase ``[a, b]`` when
+    ``a <= t <= b + interval``.
+    """
     result: PhaseStats = {}
     for phase, (start, end) in bounds.items():
-        inside = [s for s in samples if start <= s.t <= end + 0.5]
+        inside = [s for s in samples if start <= s.t <= end + interval]
         result[phase] = {
             "samples": len(inside),
             "runner_pct": round(sum(s.runner_pct for s in inside) / len(inside), 1) if inside else None,

@@ -83,7 +83,8 @@ def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
         args = ["-m", "regression or selfcheck", "--forgejo-url", lab.forgejo.url,
                 "--forgejo-token-file", str(lab.forgejo.token_file), "--forgejo-user", "regress-admin",
                 "--forgejo-password-file", str(lab.forgejo.password_file), "--evidence", "always",
-                "--evidence-dir", str(tmp_path / "evidence"), "--junitxml", str(tmp_path / "junit.xml"), "-rs", "-v"]
+                "--evidence-dir", str(tmp_path / "evidence"), "--junitxml", str(tmp_path / "junit.xml"), "-rs", "-v",
+                "--runner-log-command", f"cat {runner.log_file}"]
         for label in labels:
             args += ["--runner-label", label]
         proc = run_pytest(*args)
@@ -92,6 +93,8 @@ def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
         assert "test_scenario[qemu-buildx-12.1.2] PASSED" in out
         assert "test_scenario[docker-checkout-12.1.2] PASSED" in out
         assert "only lab runners allow" in out  # runner-control selfchecks are never run on foreign runners
+        docker_row = next(line for line in out.splitlines() if line.startswith("| docker-checkout"))
+        assert "observation-unavailable" not in docker_row, docker_row  # runner log came from the command
         junit = (tmp_path / "junit.xml").read_text()
         assert 'name="runner_version" value="12.1.2"' in junit
         written = [p for p in tmp_path.rglob("*") if p.is_file()]
