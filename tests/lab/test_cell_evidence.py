@@ -1,0 +1,56 @@
+"""Evidence on real labs: written when the wait times out, and complete for a stalled runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+
+import pytest
+
+from harness.budgets import BUDGETS
+from harness.cell import run_cell
+from harness.lab.lab import RunnerSpec, boot
+from harness.scenarios import load
+from harness.target import RunnerHandle, open_lab
+from harness.versions import Version
+
+from .conftest import resolve_or_skip
+
+pytestmark = [pytest.mark.lab]
+
+
+@pytest.fixture(scope="module")
+def target():
+    forgejo = resolve_or_skip("forgejo", Version(13, 0, 5))
+    runner = resolve_or_skip("forgejo-runner", Version(12, 1, 2))
+    lab = boot(f"ev-{uuid.uuid4().hex[:6]}", forgejo, [RunnerSpec(runner)], use_docker=False)
+    yield open_lab(lab)
+    assert not lab.down()
+
+
+def test_pickup_timeout_names_the_label_cancels_and_leaves_a_bundle(target, tmp_path):
+    nobody = RunnerHandle("12.1.2", Version(12, 1, 2), {"native": "nobody-has-this-label:host"})
+    budgets = dataclasses.replace(BUDGETS, pickup=3.0)
+    result = run_cell(target, load("native-checkout"), nobody, tmp_path / "bundle", budgets=budgets)
+    assert result.error is not None and "no runner with label 'nobody-has-this-label'" in result.error
+    assert "the run was cancelled" in result.error and "pickup=3s" in result.error
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["outcome"] == "error" and "nobody-has-this-label" in manifest["error"]
+    assert (tmp_path / "bundle" / "api-transcript.jsonl").read_text().count("\n") > 3
+    assert "no verdict" in (tmp_path / "bundle" / "repro.md").read_text()
+
+
+def test_frozen_runner_bundle_has_stall_time_step_cpu_and_goroutines(target, tmp_path):
+    handle = next(iter(target.runners.values()))
+    result = run_cell(target, load("frozen-during-post"), handle, tmp_path / "bundle", evidence="always")
+    assert result.passed, result.error or result.selfcheck_problem
+    bundle = tmp_path / "bundle"
+    stall = json.loads((bundle / "manifest.json").read_text())["observations"]["stall"]
+    assert stall["step"] == "Complete job" and stall["at"] and stall["runner_state"] == "stopped"
+    assert stall["thread_cpu_pct"], "per-thread CPU of the frozen runner was not captured"
+    assert "goroutine " in (bundle / "goroutines.txt").read_text()
+    assert (bundle / "cpu.csv").read_text().count("\n") > 5
+    stalled_after = stall["at"] - json.loads((bundle / "manifest.json").read_text())["observations"][
+        "runner_control"]["at"]
+    assert stalled_after < BUDGETS.runner_stalled + 5, f"stall reported {stalled_after:.0f}s after the freeze"
