@@ -432,7 +432,8 @@ def _seed(lab: Lab, sources: Mapping[str, Path] | None, refs: Mapping[str, set[s
     if not merged:
         return []
     try:
-        return seed(lab.client(), lab.token(), merged, refs or {}, repo_root=lab.forgejo.work / "data" / "repos")
+        return seed(lab.client(), lab.token(), merged, refs or {}, repo_root=lab.forgejo.work / "data" / "repos",
+                    fresh=True)
     except HarnessError:
         raise
     except Exception as exc:  # git or HTTP failure while seeding: name it

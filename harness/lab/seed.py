@@ -81,7 +81,7 @@ def _git_env(token: str) -> dict[str, str]:
 
 
 def seed(client: ForgejoClient, token: str, sources: Mapping[str, Path], refs: Mapping[str, Iterable[str]],
-         repo_root: Path | None = None) -> list[Seeded]:
+         repo_root: Path | None = None, fresh: bool = False) -> list[Seeded]:
     """Create each ``owner/name`` repo and fill it from its source; tag ``refs[repo]`` on the commit.
 
     With ``repo_root`` (the lab's own ``[repository] ROOT``), the refs are fetched straight into the
@@ -91,16 +91,17 @@ def seed(client: ForgejoClient, token: str, sources: Mapping[str, Path], refs: M
     for owner in sorted({repo.split("/")[0] for repo in sources}):
         client.create_org(owner)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(_seed_one, client, token, repo, source, refs, repo_root)
+        futures = [pool.submit(_seed_one, client, token, repo, source, refs, repo_root, fresh)
                    for repo, source in sources.items()]
         return [f.result() for f in futures]
 
 
 def _seed_one(client: ForgejoClient, token: str, repo: str, source: Path, refs: Mapping[str, Iterable[str]],
-              repo_root: Path | None) -> Seeded:
+              repo_root: Path | None, fresh: bool) -> Seeded:
     env = _git_env(token)
     owner, name = repo.split("/")
-    client.delete_repo(owner, name)
+    if not fresh:  # a fresh lab has no repos yet
+        client.delete_repo(owner, name)
     client.create_repo(name, owner=owner)
     url = f"{client.base_url}/{owner}/{name}.git"
     bare = repo_root / owner.lower() / f"{name.lower()}.git" if repo_root else None
