@@ -30,7 +30,7 @@ from harness.observe.stall import StallWatch, capture_lab_runner
 from harness.runners.control import LogTrigger
 from harness.scenarios import Scenario
 from harness.target import RunnerHandle, Target, seeded_commits
-from harness.verdict import Observation, Verdict, Violation, judge, selfcheck_mismatch
+from harness.verdict import Observation, Verdict, Violation, judge, marker_found, selfcheck_mismatch
 from harness.watch import wait_for, watch_job
 
 Notify = Callable[[str], None]
@@ -230,9 +230,9 @@ def run_cell(
                                             job=scenario.name, workflow=scenario.name)
             if scenario.expect.runner_log_must:
                 with contextlib.suppress(HarnessError):
-                    wait_for("the runner's end-of-job log lines", "cache_server_ready", window,
-                             lambda t: all(m in t for m in scenario.expect.runner_log_must), budget=10.0,
-                             describe=lambda t: "markers not (yet) printed")
+                    wait_for("the runner's end-of-job log lines", "runner_settle", window,
+                             lambda t: all(marker_found(m, t) for m in scenario.expect.runner_log_must),
+                             budgets=budgets, describe=lambda t: "markers not (yet) printed")
             runner_slice = window()
             for sig, line in runner_log.matches(runner_slice):
                 result.observations.setdefault("signatures", []).append({"name": sig.name, "line": line,
@@ -278,13 +278,24 @@ def run_cell(
                 extra.append(Violation("cpu-over-budget", f"the runner used {setup_pct:.0f}% of a core during "
                                        f"'Set up job' > {cpu_budget.limit:g}%", cpu_budget.severity))
         if client is not None and before_inv is not None:
-            after_inv, inv_error = leak_obs.safe_inventory(client)
-            if after_inv is not None:
-                job_text = "\n".join(line.message for line in view.log_lines())
-                named = tuple(n for n in after_inv.containers - before_inv.containers if n in job_text)
-                left = leak_obs.leftovers(before_inv, after_inv, task_id, named)
-                result.observations["leftovers"] = left
-                extra.extend(Violation("docker-leftover", f"{item} is still there after the job") for item in left)
+            job_text = "\n".join(line.message for line in view.log_lines())
+
+            def remaining() -> list[str]:
+                after, _ = leak_obs.safe_inventory(client)
+                if after is None:
+                    return []
+                named = tuple(n for n in after.containers - before_inv.containers if n in job_text)
+                return leak_obs.leftovers(before_inv, after, task_id, named)
+
+            left: list[str] = []
+            try:  # the runner removes the job's containers after it reported the result: give it time
+                wait_for("the runner's clean-up of the job's containers", "runner_settle", remaining, lambda x: not x,
+                         budgets=budgets, describe=lambda x: f"still there: {x}")
+            except HarnessError:
+                left = remaining()
+            result.observations["leftovers"] = left
+            extra.extend(Violation("docker-leftover", f"{item} is still there {budgets.runner_settle:g}s after the job")
+                         for item in left)
         if inv_error:
             unavailable["docker"] = inv_error
         if stall.stalled_at is not None:

@@ -215,10 +215,10 @@ def judge(view: JobView, expect: Expect, obs: Observation, *, default_setup: tup
     # log markers
     job_log = "\n".join(line.message for line in view.log_lines())
     for marker in expect.job_log_must:
-        if marker not in job_log:
+        if not marker_found(marker, job_log):
             violations.append(Violation("marker-missing", f"job log lacks {marker!r}"))
     for marker in expect.job_log_must_not:
-        if marker in job_log:
+        if marker_found(marker, job_log):
             violations.append(Violation("marker-present", f"job log contains {marker!r}"))
     if expect.runner_log_must or expect.runner_log_must_not:
         if obs.runner_log is None:
@@ -227,10 +227,10 @@ def judge(view: JobView, expect: Expect, obs: Observation, *, default_setup: tup
                                         "report"))
         else:
             for marker in expect.runner_log_must:
-                if marker not in obs.runner_log:
+                if not marker_found(marker, obs.runner_log):
                     violations.append(Violation("marker-missing", f"runner log lacks {marker!r}"))
             for marker in expect.runner_log_must_not:
-                if marker in obs.runner_log:
+                if marker_found(marker, obs.runner_log):
                     violations.append(Violation("marker-present", f"runner log contains {marker!r}"))
     violations.extend(obs.extra)
     return Verdict(
@@ -242,6 +242,13 @@ def judge(view: JobView, expect: Expect, obs: Observation, *, default_setup: tup
         setup_budget=budget,
         cold=obs.cold,
     )
+
+
+def marker_found(marker: str, text: str) -> bool:
+    """A log marker: a plain substring, or a regular expression when written ``re:<pattern>``."""
+    if marker.startswith("re:"):
+        return re.search(marker[3:], text, re.M) is not None
+    return marker in text
 
 
 def selfcheck_mismatch(verdict: Verdict, expected: Sequence[str]) -> str | None:

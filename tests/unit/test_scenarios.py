@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from harness.errors import ConfigError
 from harness.forgejo.models import Status
 from harness.scenarios import LABEL_PLACEHOLDER, WORKFLOWS_DIR, Budget, Expect, RunnerControl, load, load_all, scenario_names
+from harness.verdict import marker_found
 
 WHERE = "fixtures/workflows/x/expect.yml"
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "recordings"
 
 
 def parse(**data):
@@ -70,8 +75,14 @@ def test_docker_checkout_expectations():
     exp = load("docker-checkout").expect
     assert exp.kind == "docker" and exp.requires == ("docker",)
     assert (exp.setup_cold, exp.setup_warm) == (90.0, 30.0)
-    assert exp.runner_log_must == ("Cleaning up network for job",)
+    (marker,) = exp.runner_log_must
     assert exp.steps["actions/checkout@v4"] is Status.SUCCESS
+    # the runner's own end-of-job INFO line matches; the job logger's set-up line (same words) does not
+    recorded = (DATA / "forgejo-11.0.15/runner-12.1.2/docker-ok/runner.log").read_text().splitlines()
+    lines = [line for line in recorded if "Cleaning up network for job" in line]
+    as_recorded = marker.replace("docker-checkout", "test")
+    assert [marker_found(as_recorded, line) for line in lines] == [not line.startswith("[") for line in lines]
+    assert any(marker_found(as_recorded, line) for line in lines)
 
 
 def test_qemu_buildx_observe_budget_and_uses():
