@@ -217,7 +217,11 @@ def run_cell(
             done_seen=round(watched.t_done_seen - t_push, 3),
         )
         t_verdict_start = time.monotonic()
-        raw_log = target.web.raw_log(ref)
+        try:
+            raw_log = target.web.raw_log(ref)
+        except HarnessError as exc:  # e.g. a zombie-stopped task whose log never reached storage (HTTP 500)
+            raw_log = None
+            result.observations["raw_log_unavailable"] = str(exc)
         tasks = target.client.tasks(target.owner, repo)
         tasks_payload = [dict(t.raw) for t in tasks]
         task_id = next((t.id for t in tasks if t.run_number == run_index), None)
