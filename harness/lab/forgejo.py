@@ -81,6 +81,8 @@ APP_DATA_PATH = {work}/data
 DB_TYPE = sqlite3
 PATH = {work}/data/forgejo.db
 SQLITE_JOURNAL_MODE = WAL
+; concurrent writers (seeding, parallel tests, runner updates) wait instead of failing "database is locked"
+SQLITE_TIMEOUT = 20000
 
 [repository]
 ROOT = {work}/data/repos

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import ConfigError, LabError
+from harness.errors import ConfigError, LabError, TransientApiError
 from harness.forgejo.client import ForgejoClient
 from harness.scenarios import ACTIONS_DIR
 
@@ -102,7 +102,11 @@ def _seed_one(client: ForgejoClient, token: str, repo: str, source: Path, refs: 
     owner, name = repo.split("/")
     if not fresh:  # a fresh lab has no repos yet
         client.delete_repo(owner, name)
-    client.create_repo(name, owner=owner)
+    try:
+        client.create_repo(name, owner=owner)
+    except TransientApiError:  # a 5xx on a POST: create again only when it did not happen
+        if not client.repo_exists(owner, name):
+            client.create_repo(name, owner=owner)
     url = f"{client.base_url}/{owner}/{name}.git"
     bare = repo_root / owner.lower() / f"{name.lower()}.git" if repo_root else None
     wanted = sorted(set(refs.get(repo, ()) or DEFAULT_REFS) - {"main"})

@@ -60,6 +60,9 @@ def test_lab_tests_skip_with_reason_elsewhere(pytester, empty_bin):
         (["--runner-version", "twelve"], "*not a version*"),
         (["--repeat", "0"], "*--repeat*must be at least 1*"),
         (["--forgejo-url", "http://127.0.0.1:9"], "*needs a token*"),
+        (["--evidence-dir", "/proc/regress-evidence"], "*--evidence-dir*is not writable*"),
+        (["--compare-baseline", "/nonexistent/golden.json", "--candidate", "12.1.2"], "*golden.json does not exist*"),
+        (["--runner-config", "Bad Name=x.yaml"], "*is not NAME=FILE*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester, empty_bin, args, message):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness.compare import FIXED, KNOWN_FAILURE, REGRESSION, SAME, Cell, gate, gate_failed, load_cells, markdown_table
 
 BASE, CAND = "11.3.1", "12.1.2"
@@ -171,3 +173,22 @@ def test_cell_from_json_and_load(tmp_path):
 def test_cell_from_json_minimal():
     c = Cell.from_json({"scenario": "s", "runner": "r"})
     assert (c.passed, c.job, c.violations, c.setup_seconds, c.leftovers, c.error) == (False, None, (), None, 0, None)
+
+
+def test_golden_baseline_round_trip_and_refusals(tmp_path):
+    from harness.compare import load_baseline
+
+    record = {"scenario": "qemu-buildx", "runner": "11.3.1", "passed": True,
+              "verdict": {"job": "success", "violations": [], "setup_seconds": 1.0}, "observations": {}}
+    good = tmp_path / "golden.json"
+    good.write_text(json.dumps({"schema": "forgejo-runner-regress/baseline/1", "cells": [record]}))
+    (cell,) = load_baseline(good)
+    assert cell.scenario == "qemu-buildx" and cell.runner == "11.3.1" and cell.passed
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"cells": [record]}))
+    with pytest.raises(ValueError, match="not a forgejo-runner-regress baseline"):
+        load_baseline(foreign)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match="not readable JSON"):
+        load_baseline(broken)
