@@ -18,9 +18,7 @@ from pathlib import Path
 
 from harness.lab import lab as labs
 from harness.lab.forgejo import ForgejoServer, ZombieSettings, free_port
-from harness.lab.seed import refs_from_uses
 from harness.runners import binaries
-from harness.scenarios import load_all
 from harness.versions import Version
 
 
@@ -34,12 +32,11 @@ def main() -> None:
         binaries.available("forgejo-runner")
     forgejo = binaries.resolve("forgejo", forgejo_version)
     specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v)) for v in runner_versions]
-    refs = refs_from_uses(u for s in load_all() for u in s.uses())
 
     # 1. lab up, end to end (prepared machine; to every runner polling)
     lab_id = f"bench-{uuid.uuid4().hex[:6]}"
     t0 = time.monotonic()
-    lab = labs.boot(lab_id, forgejo, specs, seed_refs=refs)
+    lab = labs.boot(lab_id, forgejo, specs)
     up = time.monotonic() - t0
     try:
         # 2. each runner: start → declare + poll, alone (the lab's runner, restarted)

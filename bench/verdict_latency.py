@@ -17,9 +17,8 @@ from pathlib import Path
 
 from harness.cell import run_cell
 from harness.lab import lab as labs
-from harness.lab.seed import refs_from_uses
 from harness.runners import binaries
-from harness.scenarios import load, load_all
+from harness.scenarios import load
 from harness.target import open_lab
 from harness.versions import Version
 
@@ -33,8 +32,7 @@ def main() -> None:
     forgejo = binaries.resolve("forgejo", binaries.available("forgejo")[-1])
     runner = binaries.resolve("forgejo-runner", Version.parse(args.runner_version))
     scenario = load(args.scenario)
-    lab = labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, [labs.RunnerSpec(runner)],
-                    seed_refs=refs_from_uses(u for s in load_all() for u in s.uses()))
+    lab = labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, [labs.RunnerSpec(runner)])
     end_to_verdict, poll_to_verdict = [], []
     try:
         target = open_lab(lab)

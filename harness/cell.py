@@ -404,6 +404,9 @@ def write_bundle(path: Path, target: Target, scenario: Scenario, handle: RunnerH
         bundle.json("verdict.json", result.verdict.to_json())
     if sampler is not None and sampler.samples:
         cpu_obs.write_csv(sampler.samples, bundle.path / "cpu.csv")
+        why_not = cpu_obs.write_png(sampler.samples, _phase_bounds(view) if view else {}, bundle.path / "cpu.png")
+        if why_not:
+            bundle.text("cpu.png.txt", f"no plot: {why_not}\n")
     runner_config = lab_runner.config_file.read_text() if lab_runner else None
     if runner_config:
         bundle.text("runner-config.yaml", runner_config)

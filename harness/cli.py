@@ -13,9 +13,8 @@ from harness.errors import HarnessError
 from harness.lab import lab as labs
 from harness.lab.forgejo import ZombieSettings
 from harness.lab.prepare import prepare
-from harness.lab.seed import parse_seed_option, refs_from_uses
+from harness.lab.seed import parse_seed_option
 from harness.runners import binaries
-from harness.scenarios import load_all
 from harness.versions import Version
 
 DEFAULT_LAB = "default"
@@ -65,7 +64,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v, explicit=explicit))  # type: ignore[arg-type]
              for v in _versions(args.runner_version, "forgejo-runner")]
     lab = labs.boot(args.lab, forgejo, specs, capacity=args.capacity, seed_sources=parse_seed_option(args.seed_action),
-                    seed_refs=refs_from_uses(u for s in load_all() for u in s.uses()),
                     zombie=ZombieSettings(), notify=_print)
     return _show(lab, args.json)
 

@@ -20,11 +20,10 @@ from harness.lab import engine as engines
 from harness.lab import lab as labs
 from harness.lab.forgejo import ADMIN, ZombieSettings
 from harness.lab.prepare import Prepared, prepare
-from harness.lab.seed import parse_seed_option, refs_from_uses
+from harness.lab.seed import parse_seed_option
 from harness.redact import register_secret
 from harness.runners import binaries
 from harness.runners.process import LabRunner, label_name
-from harness.scenarios import load_all
 from harness.versions import Version
 
 
@@ -182,9 +181,8 @@ def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequenc
     if Prepared.load() is None and (engines.find_existing() is not None or shutil.which("dockerd")):
         notify("the lab is not prepared on this machine: running `python -m harness lab prepare` (once)")
         prepare(notify=notify)
-    uses = [u for s in load_all() for u in s.uses()]
     return labs.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
-                     seed_refs=refs_from_uses(uses), zombie=ZombieSettings(), notify=notify)
+                     zombie=ZombieSettings(), notify=notify)
 
 
 def open_lab(lab: labs.Lab) -> Target:

@@ -28,11 +28,12 @@ from harness.lab import engine as engines
 from harness.lab import firewall, procs
 from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port
 from harness.lab.prepare import Prepared
-from harness.lab.seed import Seeded, seed, stand_in_sources
+from harness.lab.seed import Seeded, refs_from_uses, seed, stand_in_sources
 from harness.paths import labs_dir
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner, labels_for
+from harness.scenarios import load_all
 from harness.versions import Version
 
 log = logging.getLogger(__name__)
@@ -428,9 +429,11 @@ def _import_images(engine: engines.Engine, prepared: Prepared) -> None:
 
 
 def _seed(lab: Lab, sources: Mapping[str, Path] | None, refs: Mapping[str, set[str]] | None) -> list[Seeded]:
+    """Seed every stand-in (and the user's copies), tagged as the scenarios reference them."""
     merged = {**stand_in_sources(), **(sources or {})}
     if not merged:
         return []
+    refs = {**refs_from_uses(u for s in load_all() for u in s.uses()), **(refs or {})}
     try:
         return seed(lab.client(), lab.token(), merged, refs or {}, repo_root=lab.forgejo.work / "data" / "repos",
                     fresh=True)

@@ -111,3 +111,29 @@ def phase_means(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]
 def write_csv(samples: Sequence[Sample], path: Path) -> None:
     """``cpu.csv``: t, runner_pct, tree_pct."""
     path.write_text("t,runner_pct,tree_pct\n" + "".join(f"{s.t:.3f},{s.runner_pct:.1f},{s.tree_pct:.1f}\n" for s in samples))
+
+
+def write_png(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]], path: Path) -> str | None:
+    """A small plot of the samples with the phases shaded; None when written, else why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install 'forgejo-runner-regress[plot]')"
+    if not samples:
+        return "no samples"
+    t0 = samples[0].t
+    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
+    ax.plot([s.t - t0 for s in samples], [s.runner_pct for s in samples], label="runner")
+    ax.plot([s.t - t0 for s in samples], [s.tree_pct for s in samples], label="runner + children + cache server")
+    for (phase, (start, end)), color in zip(bounds.items(), ("#fde2e2", "#e2f0fd", "#e5fde2"), strict=False):
+        ax.axvspan(start - t0, max(end, start + 0.05) - t0, color=color, label=phase)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("% of one core")
+    ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return None

@@ -54,3 +54,11 @@ def test_frozen_runner_bundle_has_stall_time_step_cpu_and_goroutines(target, tmp
     stalled_after = stall["at"] - json.loads((bundle / "manifest.json").read_text())["observations"][
         "runner_control"]["at"]
     assert stalled_after < BUDGETS.runner_stalled + 5, f"stall reported {stalled_after:.0f}s after the freeze"
+
+
+def test_cpu_plot_is_in_the_bundle(target, tmp_path):
+    handle = next(iter(target.runners.values()))
+    result = run_cell(target, load("native-checkout"), handle, tmp_path / "bundle", evidence="always")
+    assert result.passed, result.error or (result.verdict and result.verdict.table())
+    png = tmp_path / "bundle" / "cpu.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,9 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "tests/scenarios", *args],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "tests/scenarios", *args],
                           capture_output=True, text=True, cwd=cwd, timeout=1500, check=False,
                           env={**os.environ, **(env or {})})
+    problems = [line for line in proc.stdout.splitlines() if "could not be set up" in line or "Error" in line]
+    if problems:  # repeated at the end: assertion messages keep only the tail of the output
+        proc.stdout = proc.stdout + "\n(problems seen above:)\n" + "\n".join(problems[:20])
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,19 @@ def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
                 assert secret not in path.read_text(errors="replace"), f"a secret reached {path}"
     finally:
         lab.down()
+
+
+def test_config_axes_are_columns_and_unknown_keys_are_not_applicable(binaries_present, tmp_path):
+    configs = ROOT / "examples" / "runner-configs"
+    proc = run_pytest("-m", "regression", "-k", "native-checkout or qemu-buildx-12", "-rs",
+                      "--runner-config", f"cacheoff={configs / 'cache-off.yaml'}",
+                      "--runner-config", f"retry={configs / 'report-retry.yaml'}", "--evidence-dir", str(tmp_path))
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:]
+    header = next(line for line in out.splitlines() if line.startswith("| scenario |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "scenario", "11.3.1", "11.3.1-cacheoff", "12.1.2", "12.1.2-cacheoff", "12.1.2-retry"]
+    assert "n/a: runner.report_retry unknown to runner 11.3.1" in out
+    qemu = [c.strip() for c in next(line for line in out.splitlines() if line.startswith("| qemu-buildx")).strip(
+        "|").split("|")]
+    assert "cache+=102.7MB" in qemu[3] and "cache+=0.0MB" in qemu[4], qemu  # cache on vs off, same version
