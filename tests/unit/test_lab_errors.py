@@ -1,0 +1,90 @@
+"""Bad input for the lab ends with a clear error naming what was awaited and where the log is."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness.errors import LabError
+from harness.lab import engine, prepare
+from harness.lab.forgejo import ForgejoServer, ZombieSettings
+from harness.runners.binaries import Binary
+from harness.runners.process import LabRunner
+from harness.versions import Version
+
+
+def fake_binary(tmp_path: Path, name: str, script: str) -> Path:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
+def server(tmp_path, script, port=0):
+    binary = Binary("forgejo", Version(13, 0, 5), fake_binary(tmp_path, "forgejo-13.0.5", script), "test")
+    return ForgejoServer(binary, tmp_path / "work", "127.0.0.1", port, "errtest", ZombieSettings())
+
+
+def test_forgejo_that_exits_during_start_names_its_log(tmp_path):
+    srv = server(tmp_path, 'echo "fatal: something broke at start"; exit 1\n')
+    srv.configure()
+    srv.start()
+    with pytest.raises(LabError) as info:
+        srv.wait_ready()
+    assert "forgejo web exited during start" in str(info.value)
+    assert str(srv.log_file) in str(info.value) and "something broke at start" in str(info.value)
+
+
+def test_a_taken_port_is_refused_before_starting(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        srv = server(tmp_path, "exit 0\n", port=port)
+        srv.configure()
+        with pytest.raises(LabError, match=f"port {port} on 127.0.0.1 is already taken"):
+            srv.start()
+
+
+def test_failing_cli_call_shows_its_output(tmp_path):
+    srv = server(tmp_path, 'echo "migration 42 failed: disk full" >&2; exit 3\n')
+    srv.configure()
+    with pytest.raises(LabError, match=r"forgejo migrate failed \(exit 3\):\nmigration 42 failed: disk full"):
+        srv.migrate()
+
+
+def test_runner_that_exits_during_start_names_its_log(tmp_path):
+    binary = Binary("forgejo-runner", Version(12, 1, 2),
+                    fake_binary(tmp_path, "forgejo-runner-12.1.2", 'echo "level=fatal msg=\\"no .runner\\""; exit 1\n'),
+                    "test")
+    runner = LabRunner("r", binary, tmp_path / "runner", "http://127.0.0.1:9", {"native": "x:host"}, "errtest", 1,
+                       "127.0.0.1", None, 1, 2)
+    runner.prepare()
+    runner.start()
+    with pytest.raises(LabError) as info:
+        runner.wait_online()
+    assert "runner r (12.1.2) exited during start" in str(info.value)
+    assert str(runner.log_file) in str(info.value) and "no .runner" in str(info.value)
+
+
+def test_no_dockerd_installed(monkeypatch, tmp_path):
+    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
+    with pytest.raises(LabError, match=r"dockerd is not installed; run: apt-get install docker\.io"):
+        engine.start_dockerd(tmp_path)
+
+
+def test_job_image_without_debootstrap(monkeypatch, tmp_path):
+    monkeypatch.setattr(prepare.shutil, "which", lambda name: None)
+    with pytest.raises(LabError, match="debootstrap is not installed"):
+        prepare.prepare(tmp_path, with_buildx=False, notify=lambda s: None)
+
+
+def test_prepare_step_failure_names_the_step_and_log(tmp_path):
+    with pytest.raises(LabError) as info:
+        prepare._run(["sh", "-c", "echo 'E: Unable to locate package nodejs'; exit 100"], "debootstrap of bookworm",
+                     tmp_path / "prepare.log")
+    text = str(info.value)
+    assert "debootstrap of bookworm failed (exit 100)" in text and str(tmp_path / "prepare.log") in text
+    assert "Unable to locate package nodejs" in text
