@@ -40,11 +40,23 @@ class ZombieSettings:
         return timeout + cron
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str) -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on ``host`` right now and not handed out before in this process.
+
+    The kernel may give the same ephemeral port to two probes in a row; a lab binds several ports
+    (Forgejo, each runner's cache server and proxy) only later, so each port is handed out once.
+    """
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise LabError(f"no free TCP port found on {host}")
 
 
 def static_root_for(binary: Binary) -> Path | None:
@@ -234,9 +246,13 @@ class ForgejoServer:
         register_secret(password)
         self.cli("admin", "user", "create", "--username", ADMIN, "--password", password, "--email",
                  f"{ADMIN}@example.test", "--admin", "--must-change-password=false", what="admin user create")
-        token = self.cli("admin", "user", "generate-access-token", "--username", ADMIN, "--token-name",
-                         f"regress-{secrets.token_hex(4)}", "--scopes", "all", "--raw",
-                         what="admin user generate-access-token").strip().splitlines()[-1].strip()
+        out = self.cli("admin", "user", "generate-access-token", "--username", ADMIN, "--token-name",
+                       f"regress-{secrets.token_hex(4)}", "--scopes", "all", "--raw",
+                       what="admin user generate-access-token")
+        tokens = re.findall(r"(?m)^([0-9a-f]{40})\s*$", out)  # warnings share stdout with the token
+        if not tokens:
+            raise LabError("forgejo admin user generate-access-token printed no token")
+        token = tokens[-1]
         register_secret(token)
         _write_secret(self.password_file, password)
         _write_secret(self.token_file, token)

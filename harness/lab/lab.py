@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -339,6 +340,12 @@ def boot(
         notify(f"Forgejo {forgejo_binary.version}: migrate")
         server.migrate()
         admin = pool.submit(server.create_admin)
+        # Registration needs only the database: it runs now, beside the admin and the engine's start.
+        job_image = prepared.job_image if prepared and use_docker else None
+        identities = {spec.key: (f"regress-{spec.key}", secrets.token_hex(20),
+                                 labels_for(spec.binary.version, job_image, spec.config_name)) for spec in specs}
+        registrations = [pool.submit(server.register_runner, name, secret, list(labels.values()))
+                         for name, secret, labels in identities.values()]
         # A dockerd reuses an existing docker0 and its address: Forgejo can start on it right away.
         guess = engines.existing_bridge_ip() if use_docker else "127.0.0.1"
         if guess is not None:
@@ -355,14 +362,12 @@ def boot(
         lab = Lab(lab_id, directory, server, engine, runners, prepared)
         images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
         for spec in specs:
+            name, secret, labels = identities[spec.key]
             runner = LabRunner(
-                name=f"regress-{spec.key}", binary=spec.binary, dir=directory / "runners" / spec.key,
-                instance_url=server.url,
-                labels=labels_for(spec.binary.version, prepared.job_image if prepared and engine else None,
-                                  spec.config_name),
-                lab_id=lab_id, capacity=capacity, bridge_ip=host, docker_host=engine.host if engine else None,
-                cache_port=free_port(host), proxy_port=free_port(host), overrides=spec.overrides,
-                without_tools=spec.without_tools,
+                name=name, binary=spec.binary, dir=directory / "runners" / spec.key, instance_url=server.url,
+                labels=dict(labels), lab_id=lab_id, capacity=capacity, bridge_ip=host,
+                docker_host=engine.host if engine else None, cache_port=free_port(host), proxy_port=free_port(host),
+                overrides=spec.overrides, without_tools=spec.without_tools, secret=secret,
             )
             runner.prepare()
             if prepared and prepared.buildx and engine:
@@ -370,8 +375,6 @@ def boot(
                 plugins.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(prepared.buildx, plugins / "docker-buildx")
             runners[spec.key] = runner
-        registrations = [pool.submit(server.register_runner, r.name, r.secret, list(r.labels.values()))
-                         for r in runners.values()]
         caches = [pool.submit(r.start_cache_server) for r in runners.values()]
         if confine:
             ports = [server.port] + [p for r in runners.values() for p in (r.cache_port, r.proxy_port)]
