@@ -17,7 +17,7 @@ from typing import Any
 from harness import __version__
 from harness.budgets import BUDGETS, Budgets
 from harness.errors import HarnessError
-from harness.evidence import Bundle, environment, repro_markdown, write_reproducer
+from harness.evidence import SCHEMA, Bundle, environment, repro_markdown, write_reproducer
 from harness.forgejo.client import RepoFile
 from harness.forgejo.models import JobView, Status, first_log_runner
 from harness.forgejo.web import JobRef
@@ -364,7 +364,7 @@ def write_bundle(path: Path, target: Target, scenario: Scenario, handle: RunnerH
     lab_runner = handle.lab_runner
     outcome = "error" if result.error else ("passed" if result.passed else "failed")
     manifest = {
-        "schema": "forgejo-runner-regress/bundle/1",
+        "schema": SCHEMA,
         "suite_version": __version__,
         "test_id": path.name,
         "bundle_dir": str(path),

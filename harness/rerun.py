@@ -13,6 +13,7 @@ from typing import Any
 from harness.cell import CellResult, run_cell
 from harness.config import Settings
 from harness.errors import ConfigError, HarnessError
+from harness.evidence import SCHEMA
 from harness.scenarios import Scenario, load
 from harness.target import boot_lab, open_lab, plan_lab
 from harness.versions import Version
@@ -46,7 +47,7 @@ def read_bundle(path: Path) -> BundleInfo:
         manifest: dict[str, Any] = json.loads(manifest_file.read_text())
     except ValueError as exc:
         raise ConfigError(f"{manifest_file} is corrupt: {exc}") from None
-    if manifest.get("schema") != "forgejo-runner-regress/bundle/1":
+    if manifest.get("schema") != SCHEMA:
         raise ConfigError(f"{path} is not a forgejo-runner-regress bundle (schema {manifest.get('schema')!r})")
     name = str(manifest.get("scenario", ""))
     if not (path / "scenario" / name / "workflow.yml").is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import psutil
 import requests
 from filelock import FileLock
 
@@ -92,18 +94,10 @@ def _runtime_script(lab_dir: Path) -> Path:
 
 def existing_bridge_ip(name: str = "docker0") -> str | None:
     """The IPv4 address of an existing ``docker0`` (a dockerd started now reuses the bridge and its address)."""
-    import psutil
-
     for addr in psutil.net_if_addrs().get(name, []):
-        if addr.family == socket_family_inet():
+        if addr.family == socket.AF_INET:
             return str(addr.address)
     return None
-
-
-def socket_family_inet() -> int:
-    import socket
-
-    return int(socket.AF_INET)
 
 
 SHARED_TAG = "shared-dockerd"
@@ -185,10 +179,10 @@ def start_dockerd(run: Path) -> Engine:
     if dockerd is None:
         raise LabError("no Docker engine answers and dockerd is not installed; run: apt-get install docker.io "
                        "(or point DOCKER_HOST at an engine)")
-    socket = run / "docker.sock"
+    sock_path = run / "docker.sock"
     data_root = dockerd_data_root()
     data_root.mkdir(parents=True, exist_ok=True)
-    cmd = [dockerd, "--host", f"unix://{socket}", "--data-root", str(data_root), "--exec-root", str(run / "exec"),
+    cmd = [dockerd, "--host", f"unix://{sock_path}", "--data-root", str(data_root), "--exec-root", str(run / "exec"),
            "--pidfile", str(run / "dockerd.pid")]
     runtime = "runc"
     if capdrop.missing_caps():
@@ -196,13 +190,13 @@ def start_dockerd(run: Path) -> Engine:
         runtime = "regress-capdrop"
     log_file = run / "dockerd.log"
     pid = procs.spawn(cmd, log_file=log_file, lab_id=SHARED_TAG)
-    host = f"unix://{socket}"
+    host = f"unix://{sock_path}"
 
     def probe() -> docker.DockerClient | None:
         if not procs.alive(pid):
             tail = log_file.read_text(errors="replace").splitlines()[-5:]
             raise LabError(f"dockerd exited during start; log {log_file}:\n" + "\n".join(tail))
-        return _ping(host) if socket.exists() else None
+        return _ping(host) if sock_path.exists() else None
 
     try:
         client = wait_for("our dockerd to answer on its socket", "dockerd_ready", probe, lambda c: c is not None,

@@ -39,7 +39,6 @@ from harness.versions import Version
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str], None]
-LEFTOVER_PREFIXES = ("FORGEJO-ACTIONS-TASK-", "buildx_buildkit_", "regress-")
 
 
 @dataclass(frozen=True)
