@@ -227,22 +227,43 @@ def run_cell(
         task_id = next((t.id for t in tasks if t.run_number == run_index), None)
         extra: list[Violation] = []
         unavailable: dict[str, str] = {}
-        # runner-side observation
+        # runner-side observation: the runner's own log (lab: its file; existing: --runner-log-command)
+        def attributed(text: str) -> str:
+            return runner_log.attribute(text, task_id=task_id, job=scenario.name, workflow=scenario.name)
+
+        fetch: Callable[[], str | None] | None = None
         if lab_runner is not None:
-            def window() -> str:
-                return runner_log.attribute(runner_log.read_from(lab_runner.log_file, log_offset), task_id=task_id,
-                                            job=scenario.name, workflow=scenario.name)
-            if scenario.expect.runner_log_must:
+            def fetch() -> str | None:
+                return attributed(runner_log.read_from(lab_runner.log_file, log_offset))
+        elif log_command:
+            stamps = [line.timestamp for line in view.log_lines()]
+            start = datetime.fromtimestamp(min(stamps) - 5 if stamps else time.time() - 600, UTC)
+            who = first_log_runner((raw_log or "").splitlines())
+
+            def fetch() -> str | None:
+                out = run_template(log_command, start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   end=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   runner=who[0] if who else "")
+                if out.text is None:
+                    unavailable["runner_log"] = out.unavailable or "no output"
+                    return None
+                unavailable.pop("runner_log", None)
+                return attributed(out.text)
+        else:
+            unavailable["runner_log"] = "runner not started by the suite (give --runner-log-command)"
+        if fetch is not None:
+            if scenario.expect.runner_log_must:  # end-of-job lines come after the result: let them arrive
                 with contextlib.suppress(HarnessError):
-                    wait_for("the runner's end-of-job log lines", "runner_settle", window,
-                             lambda t: all(marker_found(m, t) for m in scenario.expect.runner_log_must),
+                    wait_for("the runner's end-of-job log lines", "runner_settle", fetch,
+                             lambda t: t is not None and all(marker_found(m, t) for m in scenario.expect.runner_log_must),
                              budgets=budgets, describe=lambda t: "markers not (yet) printed")
-            runner_slice = window()
-            for sig, line in runner_log.matches(runner_slice):
-                result.observations.setdefault("signatures", []).append({"name": sig.name, "line": line,
-                                                                         "meaning": sig.meaning})
-                if sig.severity == "fail" and sig.name != "network-cleanup":
-                    extra.append(Violation(f"signature:{sig.name}", f"{sig.meaning}: {line[:200]}"))
+            runner_slice = fetch()
+        for sig, line in runner_log.matches(runner_slice or ""):
+            result.observations.setdefault("signatures", []).append({"name": sig.name, "line": line,
+                                                                     "meaning": sig.meaning})
+            if sig.severity == "fail" and sig.name != "network-cleanup":
+                extra.append(Violation(f"signature:{sig.name}", f"{sig.meaning}: {line[:200]}"))
+        if lab_runner is not None:
             stores_after = {"action_cache": cache_obs.measure(lab_runner.workdir),
                             "cache_server": cache_obs.measure(lab_runner.cache_dir),
                             "home": cache_obs.measure(lab_runner.home)}
@@ -254,26 +275,14 @@ def run_cell(
             if budget and growth["cache_server"] > budget.limit:
                 extra.append(Violation("cache-growth", f"the runner's cache store grew {growth['cache_server']:.1f} MB "
                                        f"> {budget.limit:g} MB in one job", budget.severity))
-        elif log_command:
-            stamps = [line.timestamp for line in view.log_lines()]
-            start = datetime.fromtimestamp(min(stamps) - 5 if stamps else time.time() - 600, UTC)
-            who = first_log_runner((raw_log or "").splitlines())
-            out = run_template(log_command, start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                               end=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), runner=who[0] if who else "")
-            if out.text is None:
-                unavailable["runner_log"] = out.unavailable or "no output"
-            else:
-                runner_slice = runner_log.attribute(out.text, task_id=task_id, job=scenario.name,
-                                                    workflow=scenario.name)
-        else:
-            unavailable["runner_log"] = "runner not started by the suite (give --runner-log-command)"
         if sampler is not None:
             samples = sampler.stop()
             phases = cpu_obs.phase_means(samples, _phase_bounds(view), sampler.interval)
             result.observations["cpu"] = phases
             if not samples:
                 unavailable["cpu"] = sampler.error or "no samples"
-            cpu_budget = scenario.expect.observe.get("cpu_setup_pct")
+            observe = scenario.expect.observe  # warm runs have their own budget where the scenario names one
+            cpu_budget = (observe.get("cpu_setup_pct_warm") if cold is False else None) or observe.get("cpu_setup_pct")
             setup_pct = (phases.get("setup") or {}).get("runner_pct")
             if cpu_budget and setup_pct is None:
                 extra.append(Violation("observation-unavailable", "no CPU sample fell into 'Set up job' (too short "
