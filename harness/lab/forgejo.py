@@ -205,7 +205,11 @@ class ForgejoServer:
         for key, value in (("HTTP_ADDR", host), ("HTTP_PORT", str(port)), ("DOMAIN", host),
                            ("ROOT_URL", f"http://{host}:{port}/"), ("LOCAL_ROOT_URL", f"http://{host}:{port}/")):
             text = re.sub(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
-        self.app_ini.write_text(text)
+        # atomically: forgejo CLI calls (admin, runner registration) may be reading it right now
+        tmp = self.app_ini.with_name(self.app_ini.name + ".tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, os.stat(self.app_ini).st_mode & 0o777)
+        tmp.replace(self.app_ini)
 
     def migrate(self) -> None:
         """``forgejo migrate``: create the schema (the CLI commands need it)."""
