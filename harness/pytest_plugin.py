@@ -22,7 +22,7 @@ from harness.evidence import safe_name, write_index
 from harness.lab import lab as labs
 from harness.paths import labs_dir
 from harness.runners import binaries
-from harness.scenarios import load_all
+from harness.scenarios import load, load_all
 from harness.target import Target, boot_lab, open_existing, open_lab, plan_lab
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
@@ -239,7 +239,7 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
     """Run the cell (push, watch, observe, judge, evidence) and record its result."""
     cfg = request.config
     settings = cfg.stash[SETTINGS]
-    scenario = next(s for s in load_all() if s.name == regress_cell.scenario)
+    scenario = load(regress_cell.scenario)
     na = cfg.stash.get(NOT_APPLICABLE, {}).get(regress_cell.runner)
     if na:
         pytest.skip(f"{regress_cell.runner}: {na}")

@@ -14,6 +14,7 @@ from harness.observe.stall import StallWatch
 from harness.runners import control
 from harness.runners.process import label_name
 from harness.versions import Version
+from harness.watch import wait_for
 
 from .conftest import resolve_or_skip
 from .helpers import push, workflow
@@ -57,10 +58,7 @@ def test_stop_on_trigger_resume_and_restart(small_lab):
     assert view.job_status() is Status.SUCCESS, view.summary()
 
     control.send(runner, "KILL")
-    deadline = time.monotonic() + 10
-    while control.state(runner) != "gone" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert control.state(runner) == "gone"
+    wait_for("the killed runner to be gone", "runner_stop", lambda: control.state(runner), lambda s: s == "gone")
     control.restart(runner)
     assert control.state(runner) == "running"
     again = push(small_lab, workflow("after", label, "      - run: echo back\n"), label, "after").watch().view
