@@ -8,12 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from filelock import FileLock
+
 from harness import config
 from harness.errors import HarnessError
 from harness.lab import lab as labs
 from harness.lab.forgejo import ZombieSettings
+from harness.lab.inventory import inventory, prune
 from harness.lab.prepare import prepare
 from harness.lab.seed import parse_seed_option
+from harness.paths import labs_dir
 from harness.runners import binaries
 from harness.versions import Version
 
@@ -47,6 +51,13 @@ def _print(text: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    labs_dir().mkdir(parents=True, exist_ok=True)
+    # the lock a pytest session takes too; `lab prune` leaves a locked lab alone (and removes stale locks)
+    with FileLock(str(labs_dir() / f"{args.lab}.lock")):
+        return _up(args)
+
+
+def _up(args: argparse.Namespace) -> int:
     directory = labs.lab_dir_for(args.lab)
     if (directory / "lab.json").exists():
         existing = labs.Lab.load(directory)
@@ -116,6 +127,26 @@ def cmd_down(args: argparse.Namespace) -> int:
         _print("leak check FAILED, still present:\n  " + "\n  ".join(leaks))
         return 1
     _print("leak check: nothing left")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = inventory()
+    if args.json:
+        print(json.dumps([{**e.__dict__, "dir": str(e.dir)} for e in entries], indent=2))
+        return 0
+    if not entries:
+        _print(f"no lab dirs in {labs_dir()}")
+    for entry in entries:
+        _print(entry.describe())
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        raise HarnessError(f"--older-than {args.older_than:g}: expected hours ≥ 0")
+    removed = prune(inventory(), older_than_hours=args.older_than, dry_run=args.dry_run, notify=_print)
+    _print(f"{'would remove' if args.dry_run else 'removed'} {len(removed)} lab dir(s)")
     return 0
 
 
@@ -192,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
               lab_sub.add_parser("down", help="Stop and remove everything the lab started.")):
         p.add_argument("--lab", default=DEFAULT_LAB, help="Lab id (default: %(default)s).")
         p.add_argument("--json", action="store_true")
+    lab_sub.add_parser("list", help="Every lab dir here: up, stopped or failed boot; age and size.").add_argument(
+        "--json", action="store_true")
+    prune_p = lab_sub.add_parser("prune", help="Remove the dirs of labs that no longer run (failed boots, killed "
+                                               "sessions), after the clean-up `down` does.")
+    prune_p.add_argument("--older-than", type=float, default=0.0, metavar="HOURS")
+    prune_p.add_argument("--dry-run", action="store_true")
     prep = lab_sub.add_parser("prepare", help="Build the job image, binfmt image and buildx plugin (offline).")
     prep.add_argument("--no-buildx", action="store_true")
     rerun = sub.add_parser("rerun", help="Re-run a bundle's scenario on a fresh lab and compare the verdict.")
@@ -210,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "prepare": cmd_prepare}
+    handlers = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "prepare": cmd_prepare, "list": cmd_list,
+                "prune": cmd_prune}
     try:
         if args.command == "rerun":
             return cmd_rerun(args)

@@ -21,6 +21,11 @@ def prepared_dir() -> Path:
     return cache_root() / "prepared"
 
 
+def actions_cache_dir() -> Path:
+    """Bare repositories of the stand-in actions, one per content hash (seeding copies them)."""
+    return cache_root() / "actions"
+
+
 def labs_dir() -> Path:
     """Work dirs of labs (one per lab id)."""
     return cache_root() / "labs"

@@ -180,6 +180,18 @@ class ForgejoClient(HttpBase):
         response = self.request("GET", f"/api/v1/repos/{owner}/{repo}/actions/tasks", params={"limit": 50})
         return Task.list_from_api(response.json())
 
+    def adopt_repo(self, owner: str, name: str) -> None:
+        """Adopt a bare repository placed under the server's repository root (admin API).
+
+        Forgejo records it, installs its hooks, syncs branches and tags and marks it non-empty,
+        exactly as for a repository pushed to it. Adopted repositories start private.
+        """
+        self.request("POST", f"/api/v1/admin/unadopted/{owner}/{name}", ok=(204,))
+
+    def set_private(self, owner: str, name: str, private: bool) -> None:
+        """Change a repository's visibility."""
+        self.request("PATCH", f"/api/v1/repos/{owner}/{name}", json={"private": private})
+
     def create_org(self, name: str) -> None:
         """Create a public org; an existing one is fine."""
         self.request("POST", "/api/v1/orgs", json={"username": name, "visibility": "public"}, ok=(201, 422))

@@ -182,8 +182,12 @@ def start_dockerd(run: Path) -> Engine:
     sock_path = run / "docker.sock"
     data_root = dockerd_data_root()
     data_root.mkdir(parents=True, exist_ok=True)
+    # --iptables=false: dockerd would otherwise add its chains to the host's firewall, set the FORWARD
+    # policy to DROP and leave both behind when it stops (a lab must not change the host beyond its
+    # own rules); setting them up is also most of its start time. Containers reach the host through
+    # INPUT (the lab's chain); the lab's FORWARD rules let them reach each other (harness.lab.firewall).
     cmd = [dockerd, "--host", f"unix://{sock_path}", "--data-root", str(data_root), "--exec-root", str(run / "exec"),
-           "--pidfile", str(run / "dockerd.pid")]
+           "--pidfile", str(run / "dockerd.pid"), "--iptables=false"]
     runtime = "runc"
     if capdrop.missing_caps():
         cmd += ["--add-runtime", f"regress-capdrop={_runtime_script(run)}", "--default-runtime", "regress-capdrop"]
@@ -201,7 +205,7 @@ def start_dockerd(run: Path) -> Engine:
     try:
         client = wait_for("our dockerd to answer on its socket", "dockerd_ready", probe, lambda c: c is not None,
                           describe=lambda c: "socket not answering", evidence=str(log_file),
-                          wait=adaptive_wait(fast=0.05, slow=0.5))
+                          wait=adaptive_wait(fast=0.05, slow=0.1))
     except PollTimeout:
         procs.stop(pid, budget=BUDGETS.docker_stop)
         raise

@@ -2,6 +2,13 @@
 
 One iptables chain per lab (``REGRESS-<id>``), jumped to from INPUT for the lab's TCP ports only;
 ``remove`` deletes the jump and the chain. ``rules`` lists them for ``lab status``.
+
+With ``forward=True`` (our own dockerd, which runs with ``--iptables=false`` so it never rewrites
+the host's firewall), the lab also lets its containers reach each other: two ACCEPT rules in
+FORWARD for traffic between the lab's bridges, tagged with the lab's comment. Bridged traffic
+passes FORWARD where ``br_netfilter`` is loaded, and a FORWARD policy of DROP (which an earlier
+dockerd with iptables on leaves behind) would otherwise cut job containers off from service
+containers.
 """
 
 from __future__ import annotations
@@ -36,8 +43,16 @@ def available() -> bool:
     return shutil.which("iptables") is not None and _ipt("-S", "INPUT", check=False).returncode == 0
 
 
-def install(lab_id: str, ports: Sequence[int], bridges: Sequence[str] = ()) -> list[str]:
-    """Add the chain and the INPUT jump for ``ports``; returns the rules as ``iptables -S`` prints them."""
+def comment(lab_id: str) -> str:
+    """The comment every jump and FORWARD rule of the lab carries."""
+    return f"regress lab {lab_id}"
+
+
+def install(lab_id: str, ports: Sequence[int], bridges: Sequence[str] = (), *, forward: bool = False) -> list[str]:
+    """Add the chain and the INPUT jump for ``ports`` (and the FORWARD rules with ``forward``).
+
+    Returns the rules as ``iptables -S`` prints them.
+    """
     chain = chain_name(lab_id)
     remove(lab_id)
     _ipt("-N", chain)
@@ -47,14 +62,24 @@ def install(lab_id: str, ports: Sequence[int], bridges: Sequence[str] = ()) -> l
     for start in range(0, len(ports), 15):  # multiport takes at most 15 ports
         chunk = ",".join(str(p) for p in ports[start:start + 15])
         _ipt("-I", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", chunk, "-m", "comment", "--comment",
-             f"regress lab {lab_id}", "-j", chain)
+             comment(lab_id), "-j", chain)
+    if forward:
+        for bridge in ("docker0", "br-+"):
+            _ipt("-I", "FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", comment(lab_id),
+                 "-j", "ACCEPT")
     return rules(lab_id)
+
+
+def _forward_rules(lab_id: str) -> list[str]:
+    tag = f'--comment "{comment(lab_id)}"'
+    return [r for r in _ipt("-S", "FORWARD", check=False).stdout.splitlines() if tag in r]
 
 
 def rules(lab_id: str) -> list[str]:
     """Every rule of this lab (the jumps in INPUT and the chain's own)."""
     chain = chain_name(lab_id)
     found = [r for r in _ipt("-S", "INPUT", check=False).stdout.splitlines() if f"-j {chain}" in r]
+    found += _forward_rules(lab_id)
     own = _ipt("-S", chain, check=False)
     if own.returncode == 0:
         found += own.stdout.splitlines()
@@ -69,5 +94,7 @@ def remove(lab_id: str) -> None:
     for rule in _ipt("-S", "INPUT", check=False).stdout.splitlines():
         if f"-j {chain}" in rule:
             _ipt(*(["-D", *shlex.split(rule)[1:]]), check=False)
+    for rule in _forward_rules(lab_id):
+        _ipt(*(["-D", *shlex.split(rule)[1:]]), check=False)
     _ipt("-F", chain, check=False)
     _ipt("-X", chain, check=False)

@@ -15,7 +15,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from harness.lab import engine as engines
 from harness.lab import firewall, procs
 from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port
 from harness.lab.prepare import Prepared
-from harness.lab.seed import Seeded, refs_from_uses, seed, stand_in_sources
+from harness.lab.seed import Seeded, adopt, place, refs_from_uses, stand_in_sources
 from harness.paths import labs_dir
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
@@ -70,6 +70,7 @@ class Lab:
     firewall_rules: list[str] = field(default_factory=list)
     firewall_note: str = ""
     boot_seconds: float = 0.0
+    boot_phases: dict[str, float] = field(default_factory=dict)  # seconds from the start of boot
 
     # -- persistence ---------------------------------------------------------------
     @property
@@ -122,6 +123,7 @@ class Lab:
             "firewall_note": self.firewall_note,
             "listeners": self.listeners(),
             "boot_seconds": round(self.boot_seconds, 2),
+            "boot_phases": {k: round(v, 2) for k, v in self.boot_phases.items()},
         }
 
     def save(self) -> None:
@@ -180,7 +182,7 @@ class Lab:
         except (KeyError, ValueError, TypeError) as exc:
             raise LabError(f"{state} is corrupt ({type(exc).__name__}: {exc}); remove {directory} by hand") from None
         return cls(data["id"], directory, server, engine, runners, prepared, seeded, data.get("firewall", []),
-                   data.get("firewall_note", ""), data.get("boot_seconds", 0.0))
+                   data.get("firewall_note", ""), data.get("boot_seconds", 0.0), dict(data.get("boot_phases") or {}))
 
     # -- health ----------------------------------------------------------------------
     def healthy(self) -> str | None:
@@ -333,6 +335,13 @@ def boot(
     # Forgejo's schema and admin do not need the engine: they run while dockerd starts; the address
     # (the bridge, where job containers reach the host) is filled in once the engine answers.
     server = ForgejoServer(forgejo_binary, directory / "forgejo", "127.0.0.1", 0, lab_id, zombie or ZombieSettings())
+    phases: dict[str, float] = {}
+
+    def start_seeding() -> Future[list[Seeded]]:
+        future = pool.submit(_ready_then_seed, server, admin, seed_sources, seed_refs)
+        future.add_done_callback(lambda _: phases.setdefault("actions_seeded", time.monotonic() - t0))
+        return future
+
     try:
         engine_future = pool.submit(_engine, directory, lab_id, notify) if use_docker else None
         server.configure()
@@ -345,20 +354,24 @@ def boot(
                                  labels_for(spec.binary.version, job_image, spec.config_name)) for spec in specs}
         registrations = [pool.submit(server.register_runner, name, secret, list(labels.values()))
                          for name, secret, labels in identities.values()]
-        # A dockerd reuses an existing docker0 and its address: Forgejo can start on it right away.
+        # A dockerd reuses an existing docker0 and its address: Forgejo can start on it right away, and
+        # the actions are seeded while the engine still starts.
         guess = engines.existing_bridge_ip() if use_docker else "127.0.0.1"
+        seeding = None
         if guess is not None:
             server.set_address(guess, free_port(guess))
             server.start()
+            seeding = start_seeding()
         engine = engine_future.result() if engine_future else None
         host = engine.bridge_ip if engine else "127.0.0.1"
         if guess != host:
-            if guess is not None:
+            if seeding is not None:  # what it seeds stays in the database and on disk
+                seeding.result()
                 server.stop()
             server.set_address(host, free_port(host))
             server.start()
         runners: dict[str, LabRunner] = {}
-        lab = Lab(lab_id, directory, server, engine, runners, prepared)
+        lab = Lab(lab_id, directory, server, engine, runners, prepared, boot_phases=phases)
         images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
         for spec in specs:
             name, secret, labels = identities[spec.key]
@@ -372,19 +385,21 @@ def boot(
             if prepared and prepared.buildx and engine:
                 plugins = runner.home / ".docker" / "cli-plugins"
                 plugins.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(prepared.buildx, plugins / "docker-buildx")
+                _link_or_copy(Path(prepared.buildx), plugins / "docker-buildx")
             runners[spec.key] = runner
         caches = [pool.submit(r.start_cache_server) for r in runners.values()]
         if confine:
             ports = [server.port] + [p for r in runners.values() for p in (r.cache_port, r.proxy_port)]
             if firewall.available():
-                lab.firewall_rules = firewall.install(lab_id, ports)
+                lab.firewall_rules = firewall.install(lab_id, ports, forward=bool(engine and engine.ours))
             else:
                 lab.firewall_note = "iptables unavailable: ports not confined"
         version = server.wait_ready()
+        phases["forgejo_ready"] = time.monotonic() - t0
         notify(f"Forgejo {version} answers at {server.url}")
         admin.result()
-        seeding = pool.submit(_seed, lab, seed_sources, seed_refs)
+        if seeding is None:
+            seeding = start_seeding()
         for future in registrations + caches:
             future.result()
 
@@ -396,6 +411,7 @@ def boot(
         for key, future in [(k, pool.submit(start, r)) for k, r in runners.items()]:
             future.result()
             notify(f"runner {key} polls with labels {', '.join(runners[key].labels.values())}")
+        phases["runners_polling"] = time.monotonic() - t0
         if images is not None:
             images.result()
         lab.seeded = seeding.result()
@@ -417,6 +433,14 @@ def boot(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _link_or_copy(source: Path, dest: Path) -> None:
+    """A hard link (the buildx plugin is ~95 MB, per runner and per lab), a copy across file systems."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
 def _engine(directory: Path, lab_id: str, notify: Notify) -> engines.Engine:
     engine = engines.find_existing()
     if engine is None:
@@ -430,16 +454,20 @@ def _import_images(engine: engines.Engine, prepared: Prepared) -> None:
     engines.ensure_image(engine, prepared.binfmt_image, Path(prepared.binfmt_tar))
 
 
-def _seed(lab: Lab, sources: Mapping[str, Path] | None, refs: Mapping[str, set[str]] | None) -> list[Seeded]:
-    """Seed every stand-in (and the user's copies), tagged as the scenarios reference them."""
+def _ready_then_seed(server: ForgejoServer, admin: Future[None], sources: Mapping[str, Path] | None,
+                     refs: Mapping[str, set[str]] | None) -> list[Seeded]:
+    """Seed every stand-in (and the user's copies), tagged as the scenarios reference them: placed on
+    disk at once, adopted once Forgejo answers with the admin's token (created here, over the API)."""
     merged = {**stand_in_sources(), **(sources or {})}
-    if not merged:
-        return []
-    refs = {**refs_from_uses(u for s in load_all() for u in s.uses()), **(refs or {})}
     try:
-        return seed(lab.client(), lab.token(), merged, refs or {}, repo_root=lab.forgejo.work / "data" / "repos",
-                    fresh=True)
+        refs = {**refs_from_uses(u for s in load_all() for u in s.uses()), **(refs or {})}
+        placed = place(merged, refs, server.work / "data" / "repos")
+        server.wait_ready()
+        admin.result()
+        token = server.create_token()
+        adopt(ForgejoClient(server.url, token), placed)
+        return placed
     except HarnessError:
         raise
-    except Exception as exc:  # git or HTTP failure while seeding: name it
+    except Exception as exc:  # git, file or HTTP failure while seeding: name it
         raise LabError(f"seeding actions failed: {type(exc).__name__}: {exc}") from exc

@@ -3,7 +3,9 @@
 * the job image for the ``docker`` label: ``debootstrap --variant=minbase`` (nodejs, git,
   ca-certificates) from the machine's own apt sources, saved as a rootfs tarball;
 * the binfmt image the qemu stand-in runs: busybox plus Debian's ``qemu-user-static`` binaries;
-* the buildx CLI plugin: ``go install github.com/docker/buildx/cmd/buildx@<version>``.
+* the buildx CLI plugin: ``go install github.com/docker/buildx/cmd/buildx@<version>``;
+* the stand-in actions, each committed into a bare repository under ``actions/`` (keyed by content;
+  a boot builds any that changed since).
 
 Artifacts live under ``~/.cache/forgejo-runner-regress/prepared/`` keyed by their recipe, with a
 ``prepared.json`` manifest; images are imported into whichever engine the lab uses at ``lab up``.
@@ -25,7 +27,8 @@ from pathlib import Path
 
 from harness.budgets import BUDGETS
 from harness.errors import LabError
-from harness.paths import prepared_dir
+from harness.lab.seed import prepared_repo, stand_in_sources
+from harness.paths import actions_cache_dir, prepared_dir
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +217,10 @@ def prepare(root: Path | None = None, *, with_buildx: bool = True, notify: Calla
         except LabError as exc:
             buildx_error = str(exc).splitlines()[0]
             notify(f"buildx not available: {buildx_error}")
+    stand_ins = stand_in_sources()
+    for source in stand_ins.values():  # each one commit in a cached bare repository (seeding copies it)
+        prepared_repo(source)
+    notify(f"stand-in actions committed: {', '.join(stand_ins)} (in {actions_cache_dir()})")
     prepared = Prepared(
         job_image=f"regress-job:{job_key}",
         job_tar=str(job_tar),

@@ -1,14 +1,21 @@
 """Seed action repositories into the lab Forgejo so ``uses: actions/checkout@v4`` resolves there.
 
-Sources: ``fixtures/actions/<owner>/<name>/`` (the stand-ins; committed fresh, then tagged as the
-workflows reference them) and ``--seed-action owner/name=PATH`` (a user's copy: a git repository
-is pushed with its full history, branches and tags). The token travels in git's environment
-(``GIT_CONFIG_*``), never on a command line.
+Sources: ``fixtures/actions/<owner>/<name>/`` (the stand-ins) and ``--seed-action owner/name=PATH``
+(a user's copy: a git work tree is cloned with its full history, branches and tags).
+
+A stand-in is committed once per content into a bare repository kept in the cache
+(:func:`prepared_repo`; fixed author, committer and dates, so the same files always give the same
+commit). Seeding copies that repository under the lab Forgejo's repository root, adds the tags the
+workflows reference as ref files, and lets Forgejo adopt it (admin API): it records the repository,
+installs its hooks and syncs branches and tags, so the repository shows its files in the UI. No
+git runs against Forgejo and no token is handed to git.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import ConfigError, LabError, TransientApiError
+from harness.errors import ConfigError, LabError
 from harness.forgejo.client import ForgejoClient
+from harness.paths import actions_cache_dir
 from harness.scenarios import ACTIONS_DIR
 
 DEFAULT_REFS = ("v1",)  # a stand-in no scenario references is still tagged, so `uses: x@v1` works
@@ -61,79 +69,133 @@ def parse_seed_option(values: Iterable[str]) -> dict[str, Path]:
     return result
 
 
-def _git(args: list[str], cwd: Path, env: Mapping[str, str]) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+def _git(args: list[str], cwd: Path) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=_git_env(), capture_output=True, text=True, timeout=300,
+                          check=False)
     if proc.returncode != 0:
         raise LabError(f"git {args[0]} in {cwd} failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
     return proc.stdout.strip()
 
 
-def _git_env(token: str) -> dict[str, str]:
+FIXED_DATE = "2024-01-01T00:00:00+0000"
+
+
+def _git_env() -> dict[str, str]:
+    """Identity and dates fixed (the same stand-in files always give the same commit); no prompts."""
     return {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": "regress", "GIT_AUTHOR_EMAIL": "regress@example.test",
+        "GIT_AUTHOR_NAME": "regress", "GIT_AUTHOR_EMAIL": "regress@example.test", "GIT_AUTHOR_DATE": FIXED_DATE,
         "GIT_COMMITTER_NAME": "regress", "GIT_COMMITTER_EMAIL": "regress@example.test",
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: token {token}",
+        "GIT_COMMITTER_DATE": FIXED_DATE,
     }
 
 
-def seed(client: ForgejoClient, token: str, sources: Mapping[str, Path], refs: Mapping[str, Iterable[str]],
-         repo_root: Path | None = None, fresh: bool = False) -> list[Seeded]:
-    """Create each ``owner/name`` repo and fill it from its source; tag ``refs[repo]`` on the commit.
+def content_key(source: Path) -> str:
+    """A hash of a stand-in's files: relative paths, executable bits and contents (symlinks followed)."""
+    digest = hashlib.sha256(b"regress-stand-in-v1\0")
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source).as_posix()
+        if rel == ".git" or rel.startswith(".git/"):
+            continue
+        digest.update(rel.encode() + b"\0" + (b"x" if os.access(path, os.X_OK) else b"-") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:20]
 
-    With ``repo_root`` (the lab's own ``[repository] ROOT``), the refs are fetched straight into the
-    bare repository on disk, which skips Forgejo's push hooks (a process spawn per ref: seconds per
-    repo); runners clone it over HTTP like any action. Without it, they are pushed over HTTP.
+
+def _read_ref(git_dir: Path, ref: str) -> str | None:
+    loose = git_dir / ref
+    if loose.is_file():
+        return loose.read_text().strip()
+    packed = git_dir / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    return None
+
+
+def prepared_repo(source: Path, cache: Path | None = None) -> tuple[Path, str]:
+    """The bare repository holding ``source`` as one commit on ``main`` (built on first use); and that commit."""
+    cache = cache or actions_cache_dir()
+    repo = cache / f"{content_key(source)}.git"
+    commit = _read_ref(repo, "refs/heads/main")
+    if commit:
+        return repo, commit
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=cache) as tmp:
+        work = Path(tmp) / "work"
+        shutil.copytree(source, work)  # a symlinked file is committed as the file it points to
+        _git(["init", "-q", "-b", "main"], work)
+        _git(["add", "-A"], work)
+        _git(["commit", "-q", "-m", "regress stand-in action"], work)
+        bare = Path(tmp) / "repo.git"
+        _git(["init", "-q", "--bare", "-b", "main", str(bare)], work)
+        _git(["--git-dir", str(bare), "fetch", "-q", str(work), "refs/heads/main:refs/heads/main"], work)
+        try:
+            bare.rename(repo)
+        except OSError:  # another lab built the same content meanwhile
+            if not _read_ref(repo, "refs/heads/main"):
+                raise
+    commit = _read_ref(repo, "refs/heads/main")
+    if not commit:
+        raise LabError(f"the prepared repository {repo} has no main branch; remove it and boot again")
+    return repo, commit
+
+
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+def _check_ref(repo: str, ref: str) -> None:
+    if not _REF.fullmatch(ref) or ".." in ref or "//" in ref or ref.endswith((".lock", "/", ".")):
+        raise LabError(f"a workflow uses {repo}@{ref}: {ref!r} cannot be a tag of the seeded stand-in")
+
+
+def place(sources: Mapping[str, Path], refs: Mapping[str, Iterable[str]], repo_root: Path) -> list[Seeded]:
+    """Put each ``owner/name`` as a bare repository under ``repo_root`` (the lab's ``[repository] ROOT``).
+
+    A stand-in gets the tags ``refs[repo]`` on its one commit (``v1`` when no workflow names one).
+    Needs no Forgejo: it runs while Forgejo starts; :func:`adopt` then registers the repositories.
     """
-    for owner in sorted({repo.split("/")[0] for repo in sources}):
-        client.create_org(owner)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda item: _place_one(item[0], item[1], refs, repo_root), sources.items()))
+
+
+def adopt(client: ForgejoClient, placed: Iterable[Seeded]) -> None:
+    """Have Forgejo adopt the placed repositories (their owners created as orgs) and make them public."""
+    placed = list(placed)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(_seed_one, client, token, repo, source, refs, repo_root, fresh)
-                   for repo, source in sources.items()]
-        return [f.result() for f in futures]
+        list(pool.map(client.create_org, sorted({s.repo.split("/")[0] for s in placed})))
+
+        def one(seeded: Seeded) -> None:
+            owner, name = seeded.repo.split("/")
+            client.adopt_repo(owner, name)
+            client.set_private(owner, name, False)
+
+        list(pool.map(one, placed))
 
 
-def _seed_one(client: ForgejoClient, token: str, repo: str, source: Path, refs: Mapping[str, Iterable[str]],
-              repo_root: Path | None, fresh: bool) -> Seeded:
-    env = _git_env(token)
+def _place_one(repo: str, source: Path, refs: Mapping[str, Iterable[str]], repo_root: Path) -> Seeded:
     owner, name = repo.split("/")
-    if not fresh:  # a fresh lab has no repos yet
-        client.delete_repo(owner, name)
-    try:
-        client.create_repo(name, owner=owner)
-    except TransientApiError:  # a 5xx on a POST: create again only when it did not happen
-        if not client.repo_exists(owner, name):
-            client.create_repo(name, owner=owner)
-    url = f"{client.base_url}/{owner}/{name}.git"
-    bare = repo_root / owner.lower() / f"{name.lower()}.git" if repo_root else None
-    wanted = sorted(set(refs.get(repo, ()) or DEFAULT_REFS) - {"main"})
-
-    def publish(work: Path, refspecs: list[str]) -> None:
-        if bare is not None and bare.is_dir():
-            _git(["--git-dir", str(bare), "fetch", "-q", "--force", str(work), *refspecs], work, env)
-        else:
-            _git(["push", "-q", "--force", url, *refspecs], work, env)
-
+    dest = repo_root / owner.lower() / f"{name.lower()}.git"
+    if dest.exists():
+        raise LabError(f"cannot seed {repo}: {dest} already exists (seeding expects a fresh lab)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if (source / ".git").exists():
-        publish(source, ["refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])
-        commit = _git(["rev-parse", "HEAD"], source, env)
-        origin = "user copy (full history)"
-    else:
-        with tempfile.TemporaryDirectory(prefix="regress-seed-") as tmp:
-            work = Path(tmp) / name
-            shutil.copytree(source, work)
-            _git(["init", "-q", "-b", "main"], work, env)
-            _git(["add", "-A"], work, env)
-            _git(["commit", "-q", "-m", f"stand-in {repo}"], work, env)
-            for ref in wanted:
-                _git(["tag", "-f", ref], work, env)
-            publish(work, ["refs/heads/main:refs/heads/main", *[f"refs/tags/{r}:refs/tags/{r}" for r in wanted]])
-            commit = _git(["rev-parse", "HEAD"], work, env)
-        origin = "stand-in"
-    return Seeded(repo, f"{origin}: {source}", commit, tuple(["main", *wanted]))
+        _git(["clone", "-q", "--bare", str(source), str(dest)], source)
+        commit = _git(["--git-dir", str(dest), "rev-parse", "HEAD"], source)
+        return Seeded(repo, f"user copy (full history): {source}", commit, ("main",))
+    wanted = sorted(set(refs.get(repo, ()) or DEFAULT_REFS) - {"main"})
+    for ref in wanted:
+        _check_ref(repo, ref)
+    prepared, commit = prepared_repo(source)
+    shutil.copytree(prepared, dest)
+    for ref in wanted:
+        tag = dest / "refs" / "tags" / ref
+        tag.parent.mkdir(parents=True, exist_ok=True)
+        tag.write_text(commit + "\n")
+    return Seeded(repo, f"stand-in: {source}", commit, ("main", *wanted))
 
 
 def refs_from_uses(uses: Iterable[str]) -> dict[str, set[str]]:

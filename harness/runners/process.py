@@ -222,7 +222,7 @@ class LabRunner:
 
         wait_for(f"the cache server of runner {self.name} on {self.bridge_ip}:{self.cache_port}",
                  "cache_server_ready", probe, bool, describe=lambda v: "port closed",
-                 evidence=str(self.cache_log_file), wait=adaptive_wait(fast=0.05, slow=0.5))
+                 evidence=str(self.cache_log_file), wait=adaptive_wait(fast=0.05, slow=0.1))
 
     def start(self) -> None:
         """Start the daemon detached; a line marks each start in its log."""
@@ -236,8 +236,9 @@ class LabRunner:
         """Wait for the declare line and a launched poller of the latest start."""
 
         def probe() -> str:
-            text = self._current_log()
-            if not procs.alive(self.pid):
+            alive = procs.alive(self.pid)
+            text = self._current_log()  # read after the liveness check: a dead runner's log is complete
+            if not alive:
                 raise LabError(f"runner {self.name} ({self.version}) exited during start; log {self.log_file}:\n"
                                + "\n".join(text.splitlines()[-8:]))
             return text
@@ -248,7 +249,7 @@ class LabRunner:
 
         wait_for(f"runner {self.name} ({self.version}) to declare and poll", "runner_online", probe,
                  lambda t: bool(DECLARED.search(t) and POLLING.search(t)), describe=describe,
-                 evidence=str(self.log_file), wait=adaptive_wait(fast=0.05, slow=0.5))
+                 evidence=str(self.log_file), wait=adaptive_wait(fast=0.05, slow=0.1))
 
     def _current_log(self) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import configparser
 import os
 import stat
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.lab.forgejo import ZombieSettings, render_app_ini
+from harness.lab.forgejo import IniSecrets, ZombieSettings, render_app_ini
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner, _masked_path, label_name, labels_for
 from harness.versions import Version
@@ -58,6 +59,19 @@ def test_app_ini_custom_zombie_and_static_root(tmp_path):
     assert ini["actions"]["ENDLESS_TASK_TIMEOUT"] == "3h"
     assert ini["cron.stop_zombie_tasks"]["SCHEDULE"] == "@every 1m"
     assert ini["server"]["STATIC_ROOT_PATH"] == str(tmp_path / "static")
+
+
+def test_app_ini_carries_the_secrets_forgejo_would_write_back(tmp_path):
+    """Forgejo rewrites app.ini in place when one is missing: concurrent CLI calls then read a torn file."""
+    ini = parse_ini(render_app_ini(tmp_path, "h", 1, None, ZombieSettings()))
+    assert len(ini["security"]["SECRET_KEY"]) >= 32
+    assert len(ini["security"]["INTERNAL_TOKEN"]) >= 32
+    jwt = ini["oauth2"]["JWT_SECRET"]
+    assert "=" not in jwt and len(base64.urlsafe_b64decode(jwt + "=")) == 32  # Forgejo's DecodeJwtSecret shape
+    other = parse_ini(render_app_ini(tmp_path, "h", 1, None, ZombieSettings()))
+    assert other["oauth2"]["JWT_SECRET"] != jwt  # fresh per lab
+    fixed = IniSecrets("k" * 40, "t" * 40, jwt)
+    assert parse_ini(render_app_ini(tmp_path, "h", 1, None, ZombieSettings(), fixed))["security"]["SECRET_KEY"] == "k" * 40
 
 
 def test_zombie_worst_case():

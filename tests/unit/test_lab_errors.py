@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,31 @@ def test_prepare_step_failure_names_the_step_and_log(tmp_path):
     text = str(info.value)
     assert "debootstrap of bookworm failed (exit 100)" in text and str(tmp_path / "prepare.log") in text
     assert "Unable to locate package nodejs" in text
+
+
+def _server_at(tmp_path, httpserver) -> ForgejoServer:
+    srv = server(tmp_path, "exit 0\n", port=httpserver.port)
+    srv.configure()
+    srv.password_file.write_text("pw-canary-123\n")
+    return srv
+
+
+def test_admin_token_is_asked_with_the_password_and_kept_private(tmp_path, httpserver):
+    token = "a" * 40
+    expected = "Basic " + base64.b64encode(b"regress-admin:pw-canary-123").decode()
+    httpserver.expect_request("/api/v1/users/regress-admin/tokens", method="POST",
+                              headers={"Authorization": expected}).respond_with_json({"sha1": token}, status=201)
+    srv = _server_at(tmp_path, httpserver)
+    assert srv.create_token() == token
+    assert srv.token_file.read_text() == token + "\n"
+    assert stat.S_IMODE(srv.token_file.stat().st_mode) == 0o600
+    assert httpserver.log[0][0].get_json()["scopes"] == ["all"]
+
+
+@pytest.mark.parametrize(("status", "body"), [(401, {"message": "user's password is invalid"}), (201, {"sha1": ""})])
+def test_admin_token_refused_names_the_status_and_log(tmp_path, httpserver, status, body):
+    httpserver.expect_request("/api/v1/users/regress-admin/tokens", method="POST").respond_with_json(body, status=status)
+    srv = _server_at(tmp_path, httpserver)
+    with pytest.raises(LabError, match=f"answered HTTP {status} without a token; Forgejo's log: {srv.log_file}"):
+        srv.create_token()
+    assert not srv.token_file.exists()

@@ -1,11 +1,16 @@
-"""harness.lab.seed: parsing --seed-action and the refs the workflows need (no git, no Forgejo)."""
+"""harness.lab.seed: --seed-action, the refs the workflows need, the prepared stand-in repositories (no Forgejo)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from harness.errors import ConfigError
-from harness.lab.seed import _git_env, parse_seed_option, refs_from_uses, stand_in_sources
+from harness.errors import ConfigError, LabError
+from harness.lab.seed import _check_ref, content_key, parse_seed_option, prepared_repo, refs_from_uses, stand_in_sources
 from harness.scenarios import ACTIONS_DIR, load_all
 
 
@@ -69,8 +74,54 @@ def test_parse_seed_option_missing_dir(tmp_path):
         parse_seed_option([f"actions/checkout={tmp_path / 'file'}"])
 
 
-def test_git_env_keeps_token_off_the_command_line():
-    env = _git_env("tok-canary")
-    assert env["GIT_CONFIG_VALUE_0"] == "Authorization: token tok-canary"
-    assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader" and env["GIT_CONFIG_COUNT"] == "1"
-    assert env["GIT_TERMINAL_PROMPT"] == "0"
+def _stand_in(root: Path, text: str = "console.log(1)\n") -> Path:
+    (root / "dist").mkdir(parents=True)
+    (root / "action.yml").write_text("name: x\nruns:\n  using: node20\n  main: dist/index.js\n")
+    (root / "dist" / "index.js").write_text(text)
+    return root
+
+
+def test_content_key_follows_content_and_exec_bit_not_location(tmp_path):
+    a = _stand_in(tmp_path / "a")
+    b = _stand_in(tmp_path / "b")
+    assert content_key(a) == content_key(b)
+    (b / "dist" / "index.js").write_text("console.log(2)\n")
+    assert content_key(a) != content_key(b)
+    c = _stand_in(tmp_path / "c")
+    (c / "dist" / "index.js").chmod(0o755)
+    assert content_key(a) != content_key(c)
+
+
+def test_content_key_follows_symlinks(tmp_path):
+    a = _stand_in(tmp_path / "a")
+    b = _stand_in(tmp_path / "b", text="other\n")
+    (b / "dist" / "index.js").unlink()
+    (b / "dist" / "index.js").symlink_to(a / "dist" / "index.js")
+    assert content_key(a) == content_key(b)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_prepared_repo_is_built_once_and_reproducible(tmp_path):
+    source = _stand_in(tmp_path / "src")
+    repo, commit = prepared_repo(source, tmp_path / "cache")
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    assert (repo / "HEAD").read_text().strip() == "ref: refs/heads/main"
+    files = subprocess.run(["git", "--git-dir", str(repo), "ls-tree", "-r", "--name-only", commit],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert files == ["action.yml", "dist/index.js"]
+    again = prepared_repo(source, tmp_path / "cache")
+    assert again == (repo, commit)
+    # fixed identity and dates: another cache gives the very same commit for the same files
+    assert prepared_repo(_stand_in(tmp_path / "copy"), tmp_path / "other-cache")[1] == commit
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # no build dir left behind
+
+
+@pytest.mark.parametrize("ref", ["v4", "v1.2.3", "releases/v2", "main-2"])
+def test_refs_that_can_be_tags(ref):
+    _check_ref("a/b", ref)
+
+
+@pytest.mark.parametrize("ref", ["../x", "v1..2", "-v1", "v1/", "v1.lock", "a b", "v1~1", ""])
+def test_refs_that_cannot_be_tags(ref):
+    with pytest.raises(LabError, match="cannot be a tag"):
+        _check_ref("a/b", ref)
