@@ -188,9 +188,9 @@ def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequenc
 def open_lab(lab: labs.Lab) -> Target:
     """A Target on a booted lab (logged in as the lab admin for the web view)."""
     transcript = Transcript()
-    client = ForgejoClient(lab.forgejo.url, lab.token(), transcript=transcript)
+    client = ForgejoClient(lab.forgejo.url, lab.token(), transcript=transcript, trust_env=False)
     server = client.server_version()
-    web = WebSession(lab.forgejo.url, server, transcript=transcript)
+    web = WebSession(lab.forgejo.url, server, transcript=transcript, trust_env=False)
     web.login(ADMIN, lab.password())
     runners = {key: RunnerHandle(key, r.version, dict(r.labels), r) for key, r in lab.runners.items()}
     zombie = lab.forgejo.zombie

@@ -47,11 +47,14 @@ def _message(response: requests.Response) -> str:
 class HttpBase:
     """A ``requests.Session`` with timeouts, a transcript hook and retries for idempotent calls."""
 
-    def __init__(self, base_url: str, *, transcript: Transcript | None = None, retries: int = 4) -> None:
+    def __init__(self, base_url: str, *, transcript: Transcript | None = None, retries: int = 4,
+                 trust_env: bool = True) -> None:
+        """``trust_env=False`` for a lab's own server: no proxy from the environment applies to it."""
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"Forgejo URL {base_url!r} must start with http:// or https://")
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        self.session.trust_env = trust_env
         self.session.headers["User-Agent"] = "forgejo-runner-regress"
         self.transcript = transcript or Transcript()
         self.session.hooks["response"].append(lambda r, *a, **k: self.transcript.record(r))

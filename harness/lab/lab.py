@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -23,11 +24,11 @@ from typing import Any
 import docker.errors
 import requests
 
-from harness.errors import HarnessError, LabError
+from harness.errors import ConfigError, HarnessError, LabError
 from harness.forgejo.client import ForgejoClient
 from harness.lab import engine as engines
 from harness.lab import firewall, procs
-from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port
+from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port, local_session
 from harness.lab.prepare import Prepared
 from harness.lab.seed import Seeded, adopt, place, refs_from_uses, stand_in_sources
 from harness.paths import labs_dir
@@ -92,7 +93,7 @@ class Lab:
 
     def client(self) -> ForgejoClient:
         """A REST client with the admin token."""
-        return ForgejoClient(self.forgejo.url, self.token())
+        return ForgejoClient(self.forgejo.url, self.token(), trust_env=False)
 
     def to_json(self) -> dict[str, Any]:
         """What ``lab status --json`` prints (paths and PIDs, never secrets)."""
@@ -188,7 +189,7 @@ class Lab:
     def healthy(self) -> str | None:
         """None when Forgejo answers and every runner and cache server runs; else what is wrong."""
         try:
-            requests.get(self.forgejo.url + "/api/v1/version", timeout=3).raise_for_status()
+            local_session().get(self.forgejo.url + "/api/v1/version", timeout=3).raise_for_status()
         except requests.RequestException as exc:
             return f"Forgejo at {self.forgejo.url} does not answer: {type(exc).__name__}"
         for key, runner in self.runners.items():
@@ -292,8 +293,19 @@ def leak_check(lab: Lab) -> list[str]:
     return leaks
 
 
+LAB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")
+
+
 def lab_dir_for(lab_id: str) -> Path:
-    """``<cache>/labs/<id>``."""
+    """``<cache>/labs/<id>``.
+
+    Raises:
+        ConfigError: the id is not 1–48 letters, digits, '.', '_' or '-' (it names a dir, an
+            iptables chain and a comment, and tags processes).
+    """
+    if not LAB_ID.fullmatch(lab_id):
+        raise ConfigError(f"lab id {lab_id!r}: use 1–48 letters, digits, '.', '_' or '-', starting with a letter "
+                          "or digit")
     return labs_dir() / lab_id
 
 
@@ -372,7 +384,6 @@ def boot(
             server.start()
         runners: dict[str, LabRunner] = {}
         lab = Lab(lab_id, directory, server, engine, runners, prepared, boot_phases=phases)
-        images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
         for spec in specs:
             name, secret, labels = identities[spec.key]
             runner = LabRunner(
@@ -396,6 +407,8 @@ def boot(
                 lab.firewall_note = "iptables unavailable: ports not confined"
         version = server.wait_ready()
         phases["forgejo_ready"] = time.monotonic() - t0
+        # the job images matter to jobs, not to the runners' start: checked (imported) off its critical path
+        images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
         notify(f"Forgejo {version} answers at {server.url}")
         admin.result()
         if seeding is None:
@@ -415,6 +428,7 @@ def boot(
         if images is not None:
             images.result()
         lab.seeded = seeding.result()
+        server.unboost()
         lab.boot_seconds = time.monotonic() - t0
         lab.save()
         return lab
@@ -465,7 +479,7 @@ def _ready_then_seed(server: ForgejoServer, admin: Future[None], sources: Mappin
         server.wait_ready()
         admin.result()
         token = server.create_token()
-        adopt(ForgejoClient(server.url, token), placed)
+        adopt(ForgejoClient(server.url, token, trust_env=False), placed)
         return placed
     except HarnessError:
         raise

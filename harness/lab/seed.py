@@ -93,7 +93,7 @@ def _git_env() -> dict[str, str]:
 
 def content_key(source: Path) -> str:
     """A hash of a stand-in's files: relative paths, executable bits and contents (symlinks followed)."""
-    digest = hashlib.sha256(b"regress-stand-in-v1\0")
+    digest = hashlib.sha256(b"regress-stand-in-v2\0")
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         rel = path.relative_to(source).as_posix()
         if rel == ".git" or rel.startswith(".git/"):
@@ -131,7 +131,7 @@ def prepared_repo(source: Path, cache: Path | None = None) -> tuple[Path, str]:
         _git(["add", "-A"], work)
         _git(["commit", "-q", "-m", "regress stand-in action"], work)
         bare = Path(tmp) / "repo.git"
-        _git(["init", "-q", "--bare", "-b", "main", str(bare)], work)
+        _git(["init", "-q", "--bare", "--template=", "-b", "main", str(bare)], work)  # no sample hooks to copy
         _git(["--git-dir", str(bare), "fetch", "-q", str(work), "refs/heads/main:refs/heads/main"], work)
         try:
             bare.rename(repo)

@@ -9,6 +9,7 @@ in the bin dir; only when downloads are allowed, since a careful admin tool fetc
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import requests
 
 from harness.errors import BinaryNotFound, ConfigError
-from harness.paths import bin_dir
+from harness.paths import bin_dir, cache_root
 from harness.versions import Version, find_version
 
 KINDS = ("forgejo", "forgejo-runner")
@@ -55,14 +56,57 @@ def available(kind: str, directory: Path | None = None) -> list[Version]:
     return sorted(found)
 
 
+def _identity(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _version_cache() -> Path:
+    return cache_root() / "versions.json"
+
+
+def _cached_version(path: Path) -> Version | None:
+    """What ``--version`` printed for this very file before (same inode, size and times), if anything."""
+    try:
+        entry = json.loads(_version_cache().read_text()).get(str(path.resolve()))
+        if entry and entry["identity"] == _identity(path):
+            return Version.parse(entry["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _remember_version(path: Path, version: Version) -> None:
+    cache = _version_cache()
+    try:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known[str(path.resolve())] = {"identity": _identity(path), "version": str(version)}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(cache)
+    except (OSError, ValueError):
+        pass  # a cache only: the next resolve asks the binary again
+
+
 def reported_version(kind: str, path: Path) -> Version | None:
-    """The version the binary prints with ``--version`` (None when it prints none)."""
+    """The version the binary prints with ``--version`` (None when it prints none).
+
+    Remembered per file identity (inode, size, modification and change times): a Forgejo binary
+    takes a tenth of a second to print it, and a replaced or rebuilt file is asked again.
+    """
+    cached = _cached_version(path)
+    if cached is not None:
+        return cached
     try:
         proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False,
                               env={**os.environ, "GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true"})
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ConfigError(f"{kind} binary {path} cannot be run: {exc}") from None
-    return find_version(proc.stdout + proc.stderr)
+    version = find_version(proc.stdout + proc.stderr)
+    if version is not None:
+        _remember_version(path, version)
+    return version
 
 
 def _check(kind: str, version: Version, path: Path, source: str) -> Binary:

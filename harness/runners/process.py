@@ -55,6 +55,10 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return base
 
 
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's when there
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+
 @dataclass
 class LabRunner:
     """One runner daemon of the lab."""
@@ -162,6 +166,9 @@ class LabRunner:
         env.update(PATH=path, HOME=str(self.home), DOCKER_CONFIG=str(self.home / ".docker"))
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
+        if any(env.get(k) for k in PROXY_VARS):  # the lab's server and caches are never behind a proxy
+            for key in ("NO_PROXY", "no_proxy"):
+                env[key] = ",".join(filter(None, [env.get(key), self.bridge_ip, "127.0.0.1", "localhost"]))
         if self.without_tools:
             env["PATH"] = str(self.dir / "path")
         for key, value in self.env_overrides.items():
@@ -184,12 +191,12 @@ class LabRunner:
         register_secret(self.cache_secret)
         if self.without_tools:
             _masked_path(self.dir / "path", os.environ.get("PATH", "/usr/bin:/bin"), self.without_tools)
-        self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self.config_file.write_text(yaml.dump(self.config(), Dumper=_SAFE_DUMPER, sort_keys=False))
         os.chmod(self.config_file, 0o600)
         cache_cfg = {"log": {"level": "info"},
                      "cache": {"dir": str(self.cache_dir), "host": self.bridge_ip, "port": self.cache_port,
                                "secret": self.cache_secret}}
-        (self.dir / "cache-server.yaml").write_text(yaml.safe_dump(cache_cfg))
+        (self.dir / "cache-server.yaml").write_text(yaml.dump(cache_cfg, Dumper=_SAFE_DUMPER))
         os.chmod(self.dir / "cache-server.yaml", 0o600)
 
     def create_runner_file(self) -> None:

@@ -28,6 +28,14 @@ def runner_binary(directory: Path, version: str = "12.1.2", prints: str | None =
 
 
 @pytest.fixture(autouse=True)
+def own_cache(monkeypatch, tmp_path_factory):
+    """The remembered versions live in a cache of the test's own (outside the bin dirs tests list)."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any HTTP call fails the test; the env cannot enable downloads behind its back."""
 
@@ -245,3 +253,23 @@ def test_available_lists_executable_versions_sorted(tmp_path):
     assert available("forgejo-runner", tmp_path) == [Version(11, 3, 1), Version(12, 0, 10), Version(12, 1, 2)]
     assert available("forgejo", tmp_path) == [Version(11, 0, 15)]
     assert available("forgejo", tmp_path / "absent") == []
+
+
+def test_version_is_asked_once_per_file_and_again_when_it_changes(tmp_path):
+    counter = tmp_path / "calls"
+    path = tmp_path / "bin" / "forgejo-runner-12.1.2"
+    path.parent.mkdir()
+    path.write_text(f'#!/bin/sh\necho x >> {counter}\necho "forgejo-runner version v12.1.2"\n')
+    path.chmod(0o755)
+    for _ in range(3):
+        assert resolve("forgejo-runner", V12, directory=path.parent).version == V12
+    assert counter.read_text().count("x") == 1
+    path.write_text(f'#!/bin/sh\necho x >> {counter}\necho "forgejo-runner version v12.1.3"\n')  # rebuilt
+    with pytest.raises(ConfigError, match=r"reports version 12\.1\.3, not 12\.1\.2"):
+        resolve("forgejo-runner", V12, directory=path.parent)
+    assert counter.read_text().count("x") == 2
+
+
+def test_a_corrupt_version_cache_is_ignored(tmp_path, own_cache):
+    (own_cache / "versions.json").write_text("{not json")
+    assert resolve("forgejo-runner", V12, directory=runner_binary(tmp_path / "bin").parent).version == V12

@@ -51,7 +51,7 @@ def test_inventory_tells_states_ages_and_sizes(labs, running):
     assert entries["live"].processes == 1
     assert 29.9 < entries["failed"].age_hours < 30.1
     assert entries["failed"].size_bytes >= 2000
-    assert [e.id for e in inventory()][0] == "failed"  # oldest first
+    assert next(e.id for e in inventory()) == "failed"  # oldest first
     assert "up (1 processes)" in entries["live"].describe()
 
 

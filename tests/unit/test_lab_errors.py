@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import stat
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.errors import LabError
 from harness.lab import engine, prepare
-from harness.lab.forgejo import ForgejoServer, ZombieSettings
+from harness.lab.forgejo import BOOST_NICE, ForgejoServer, ZombieSettings
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner
 from harness.versions import Version
+from harness.watch import wait_for
 
 
 def fake_binary(tmp_path: Path, name: str, script: str) -> Path:
@@ -118,3 +121,28 @@ def test_admin_token_refused_names_the_status_and_log(tmp_path, httpserver, stat
     with pytest.raises(LabError, match=f"answered HTTP {status} without a token; Forgejo's log: {srv.log_file}"):
         srv.create_token()
     assert not srv.token_file.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a process's priority needs root")
+def test_forgejo_starts_boosted_and_is_set_back(tmp_path):
+    srv = server(tmp_path, "exec sleep 30\n")
+    srv.configure()
+    srv.start()
+    try:
+        wait_for("the fake forgejo to exec sleep", "forgejo_ready",
+                 lambda: psutil.Process(srv.pid).name(), lambda name: name == "sleep", wait=lambda s: 0.02)
+        assert psutil.Process(srv.pid).nice() == BOOST_NICE
+        srv.unboost()
+        assert psutil.Process(srv.pid).nice() == 0
+    finally:
+        srv.stop()
+
+
+def test_forgejo_started_without_boost_keeps_the_normal_priority(tmp_path):
+    srv = server(tmp_path, "exec sleep 30\n")
+    srv.configure()
+    srv.start(boost=False)
+    try:
+        assert psutil.Process(srv.pid).nice() == 0
+    finally:
+        srv.stop()
