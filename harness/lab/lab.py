@@ -417,7 +417,7 @@ def boot(
             future.result()
 
         def start(runner: LabRunner) -> None:
-            runner.create_runner_file()
+            runner.create_runner_file()  # it pings Forgejo: only once Forgejo answers
             runner.start()
             runner.wait_online()
 

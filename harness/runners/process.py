@@ -256,7 +256,7 @@ class LabRunner:
 
         wait_for(f"runner {self.name} ({self.version}) to declare and poll", "runner_online", probe,
                  lambda t: bool(DECLARED.search(t) and POLLING.search(t)), describe=describe,
-                 evidence=str(self.log_file), wait=adaptive_wait(fast=0.05, slow=0.1))
+                 evidence=str(self.log_file), wait=adaptive_wait(fast=0.02, slow=0.1))
 
     def _current_log(self) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
