@@ -18,6 +18,7 @@ from harness import __version__
 from harness.budgets import BUDGETS, Budgets
 from harness.errors import HarnessError
 from harness.evidence import SCHEMA, Bundle, environment, repro_markdown, write_reproducer
+from harness.faults.slow_http import SlowHttpProxy
 from harness.forgejo.client import RepoFile
 from harness.forgejo.models import JobView, Status, first_log_runner
 from harness.forgejo.web import JobRef
@@ -94,6 +95,9 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
     if scenario.expect.control is not None and handle.lab_runner is None:
         raise NotRunnable("needs runner control, which only lab runners allow (runners the suite did not start "
                           "are never touched)")
+    if scenario.expect.slow_actions is not None and handle.lab_runner is None:
+        raise NotRunnable("needs the slow action server on this machine's loopback, which only a lab runner "
+                          "reaches")
     return label
 
 
@@ -142,7 +146,9 @@ def run_cell(
     transcript_mark = target.transcript.mark()
     repo = re.sub(r"[^A-Za-z0-9-]", "-", f"{scenario.name}-{handle.key}-{uuid.uuid4().hex[:8]}")
     result.repo = f"{target.owner}/{repo}"
-    workflow = scenario.render(label)
+    slow = SlowHttpProxy(target.url, scenario.expect.slow_actions).start() \
+        if scenario.expect.slow_actions is not None else None
+    workflow = scenario.render(label, slow.url if slow else None)
     view: JobView | None = None
     raw_log: str | None = None
     runner_slice: str | None = None
@@ -343,6 +349,9 @@ def run_cell(
     finally:
         if sampler is not None and sampler.samples and "cpu" not in result.observations:
             sampler.stop()
+        if slow is not None:
+            slow.stop()
+            result.observations["slow_actions"] = slow.summary()
         want = evidence == "always" or (evidence == "on-failure" and not result.passed)
         if want:
             try:
@@ -352,6 +361,8 @@ def run_cell(
                     Bundle(bundle_dir).text("goroutines.txt", captured["goroutine_dump"])
                 if captured.get("stall_command"):
                     Bundle(bundle_dir).text("stall-command.txt", captured["stall_command"])
+                if slow is not None:
+                    Bundle(bundle_dir).text("slow-actions.log", slow.log() or "(no request reached it)\n")
             except OSError as exc:
                 result.error = (result.error or "") + f"\n(evidence could not be written to {bundle_dir}: {exc})"
         if created and not keep_repo:

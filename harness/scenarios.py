@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS_DIR = ROOT / "fixtures" / "workflows"
 ACTIONS_DIR = ROOT / "fixtures" / "actions"
 LABEL_PLACEHOLDER = "__RUNS_ON__"
+SLOW_ACTIONS_PLACEHOLDER = "__SLOW_ACTIONS_URL__"  # `uses: __SLOW_ACTIONS_URL__/owner/name@ref` (slow_actions)
 KINDS = ("native", "docker")
 SEVERITIES = ("fail", "report")
 REQUIREMENTS = ("docker", "buildx", "privileged", "lab")
@@ -60,7 +61,8 @@ class Expect:
     requires: tuple[str, ...]
     control: RunnerControl | None
     dispatch: bool
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    slow_actions: float | None = None  # seconds added to every request of the action fetch
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], where: str) -> Expect:
@@ -71,7 +73,7 @@ class Expect:
 
         unknown = set(data) - {
             "kind", "marker", "job", "steps", "continue_on_error", "post_steps", "setup_budget", "log_markers",
-            "observe", "expected_violations", "requires", "runner_control", "dispatch",
+            "observe", "expected_violations", "requires", "runner_control", "dispatch", "slow_actions",
         }
         if unknown:
             raise fail(f"unknown keys {sorted(unknown)}")
@@ -122,6 +124,10 @@ class Expect:
             if rc.get("signal", "KILL") not in ("KILL", "STOP", "TERM"):
                 raise fail("runner_control.signal must be KILL, STOP or TERM")
             control = RunnerControl(str(rc["on_log"]), str(rc.get("signal", "KILL")), rc.get("resume_after"))
+        slow = data.get("slow_actions")
+        if slow is not None and (not isinstance(slow, Mapping) or set(slow) != {"delay"}):
+            raise fail("slow_actions takes one key, delay (seconds added to each request of the action fetch)")
+        slow_delay = seconds(slow["delay"], "slow_actions.delay") if slow is not None else None
         expected = tuple(data.get("expected_violations") or ())
         if marker == "selfcheck" and not expected:
             raise fail("a selfcheck scenario must list its expected_violations")
@@ -147,6 +153,7 @@ class Expect:
             requires=requires,
             control=control,
             dispatch=bool(data.get("dispatch", False)),
+            slow_actions=slow_delay,
             raw=data,
         )
 
@@ -166,13 +173,24 @@ class Scenario:
         """The file name pushed under ``.forgejo/workflows/``."""
         return f"{self.name}.yml"
 
-    def render(self, label: str) -> str:
-        """The workflow with the runner label filled in."""
-        return self.template.replace(LABEL_PLACEHOLDER, label)
+    def render(self, label: str, slow_actions_url: str | None = None) -> str:
+        """The workflow with the runner label (and the slow action server's URL) filled in.
+
+        Raises:
+            ConfigError: the scenario fetches actions slowly but no slow action server was given.
+        """
+        text = self.template.replace(LABEL_PLACEHOLDER, label)
+        if SLOW_ACTIONS_PLACEHOLDER in text:
+            if not slow_actions_url:
+                raise ConfigError(f"scenario {self.name}: {SLOW_ACTIONS_PLACEHOLDER} needs the slow action server")
+            text = text.replace(SLOW_ACTIONS_PLACEHOLDER, slow_actions_url.rstrip("/"))
+        return text
 
     def uses(self) -> tuple[str, ...]:
-        """The ``uses:`` references of the workflow (actions the runner must fetch)."""
-        return tuple(dict.fromkeys(re.findall(r"^\s*-?\s*uses:\s*['\"]?([^'\"\s#]+)", self.template, re.M)))
+        """The ``uses:`` references of the workflow (actions the runner must fetch), as ``owner/name@ref``
+        also when fetched through the slow action server (they are seeded like any other)."""
+        found = re.findall(r"^\s*-?\s*uses:\s*['\"]?([^'\"\s#]+)", self.template, re.M)
+        return tuple(dict.fromkeys(u.removeprefix(SLOW_ACTIONS_PLACEHOLDER + "/") for u in found))
 
 
 def scenario_names(root: Path = WORKFLOWS_DIR) -> list[str]:
@@ -199,6 +217,7 @@ def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
     template = (path / "workflow.yml").read_text()
     if LABEL_PLACEHOLDER not in template:
         raise ConfigError(f"{path / 'workflow.yml'}: no {LABEL_PLACEHOLDER} placeholder for the runner label")
+    slow_placeholder = SLOW_ACTIONS_PLACEHOLDER in template
     try:
         _yaml(template.replace(LABEL_PLACEHOLDER, "label"))
         data = _yaml((path / "expect.yml").read_text()) if (path / "expect.yml").is_file() else None
@@ -207,7 +226,11 @@ def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path / 'expect.yml'}: missing or not a mapping")
     readme = (path / "README.md").read_text() if (path / "README.md").is_file() else ""
-    return Scenario(name, path, template, Expect.parse(data, str(path / "expect.yml")), readme)
+    expect = Expect.parse(data, str(path / "expect.yml"))
+    if slow_placeholder != (expect.slow_actions is not None):
+        raise ConfigError(f"{path}: {SLOW_ACTIONS_PLACEHOLDER} in workflow.yml and slow_actions in expect.yml go "
+                          "together")
+    return Scenario(name, path, template, expect, readme)
 
 
 def load_all(root: Path = WORKFLOWS_DIR) -> list[Scenario]:

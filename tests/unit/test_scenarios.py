@@ -41,7 +41,7 @@ def test_each_scenario_is_valid(name):
     assert all(status.done for status in exp.steps.values())
     assert LABEL_PLACEHOLDER in scenario.template
     assert scenario.workflow_file == f"{name}.yml"
-    rendered = yaml.safe_load(scenario.render("regress-12.1.2-native"))
+    rendered = yaml.safe_load(scenario.render("regress-12.1.2-native", "http://127.0.0.1:1"))
     jobs = rendered["jobs"]
     assert [job["runs-on"] for job in jobs.values()] == ["regress-12.1.2-native"]
 
@@ -208,6 +208,9 @@ def test_parse_full():
         ({"kind": "native", "steps": {"a": "waiting"}}, r"steps\.a: 'waiting' is not a final status"),
         ({"kind": "native", "requires": ["gpu"]}, r"requires: unknown \['gpu'\]"),
         ({"kind": "native", "runner_control": {"on_log": "x", "signal": "HUP"}}, "runner_control.signal"),
+        ({"kind": "native", "slow_actions": 3}, "slow_actions takes one key, delay"),
+        ({"kind": "native", "slow_actions": {"delay": 2, "rate": 1}}, "slow_actions takes one key, delay"),
+        ({"kind": "native", "slow_actions": {"delay": 0}}, r"slow_actions\.delay: must be positive"),
     ],
 )
 def test_parse_rejects(data, message):
@@ -224,3 +227,37 @@ def test_parse_rejects_non_numeric_setup_budget():
 def test_parse_rejects_unknown_log_marker_key():
     with pytest.raises(ConfigError, match="job_must_contain"):
         parse(log_markers={"job_must_contain": ["🏁  Job succeeded"]})
+
+
+# -- the slow action server placeholder ---------------------------------------------------------------------
+
+SLOW_WORKFLOW = ("jobs:\n  j:\n    runs-on: __RUNS_ON__\n    steps:\n"
+                 "      - uses: __SLOW_ACTIONS_URL__/regress/fetched-slowly@v1\n      - uses: actions/checkout@v4\n")
+
+
+def test_slow_actions_render_and_uses(tmp_path):
+    _scenario(tmp_path, workflow=SLOW_WORKFLOW, expect="kind: native\nslow_actions: {delay: 2.5}\n")
+    scenario = load("sc", tmp_path)
+    assert scenario.expect.slow_actions == 2.5
+    assert scenario.uses() == ("regress/fetched-slowly@v1", "actions/checkout@v4")  # seeded like the others
+    rendered = scenario.render("lbl", "http://127.0.0.1:4321/")
+    assert "uses: http://127.0.0.1:4321/regress/fetched-slowly@v1" in rendered and "__" not in rendered
+    with pytest.raises(ConfigError, match="needs the slow action server"):
+        scenario.render("lbl")
+
+
+@pytest.mark.parametrize(("workflow", "expect"), [
+    (SLOW_WORKFLOW, "kind: native\n"),
+    ("jobs:\n  j:\n    runs-on: __RUNS_ON__\n", "kind: native\nslow_actions: {delay: 2}\n"),
+])
+def test_slow_actions_placeholder_and_key_go_together(tmp_path, workflow, expect):
+    _scenario(tmp_path, workflow=workflow, expect=expect)
+    with pytest.raises(ConfigError, match="go together"):
+        load("sc", tmp_path)
+
+
+def test_slow_action_fetch_fixture():
+    scenario = load("slow-action-fetch")
+    assert scenario.expect.slow_actions and scenario.expect.setup_cold
+    assert scenario.expect.slow_actions > scenario.expect.setup_cold  # one delayed request already exceeds it
+    assert scenario.expect.expected_violations == ("setup-over-budget",)
