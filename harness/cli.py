@@ -91,8 +91,8 @@ def _show(lab: labs.Lab, as_json: bool) -> int:
     _print(f"  token file {fj['token_file']} (user {fj['user']}, password file {fj['password_file']})")
     if data["engine"]:
         e = data["engine"]
-        _print(f"  Docker {e['version']} at {e['host']} ({'ours, pid ' + str(e['pid']) if e['ours'] else 'the user'}'s)"
-               f" bridge {e['bridge_ip']} runtime {e['runtime']}")
+        whose = f"ours, pid {e['pid']}" if e["ours"] else "the user's"
+        _print(f"  Docker {e['version']} at {e['host']} ({whose}) bridge {e['bridge_ip']} runtime {e['runtime']}")
     for _key, r in data["runners"].items():
         _print(f"  runner {r['name']} v{r['version']} pid {r['pid']} alive={r['alive']} log {r['log']}")
         _print(f"    labels: {', '.join(r['labels'].values())}")

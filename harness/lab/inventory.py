@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,12 +42,15 @@ class LabEntry:
 
 
 def _size(directory: Path) -> int:
-    total = 0
+    """Bytes that removing the dir frees: a file hard-linked from elsewhere (the buildx plugin from
+    the prepared dir) counts only when all its links are inside."""
+    seen: dict[tuple[int, int], list[int]] = {}  # (dev, inode) → [size, links, links seen here]
     for path in directory.rglob("*"):
         with contextlib.suppress(OSError):
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-    return total
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                seen.setdefault((st.st_dev, st.st_ino), [st.st_size, st.st_nlink, 0])[2] += 1
+    return sum(size for size, links, here in seen.values() if here >= links)
 
 
 def inventory(root: Path | None = None, *, now: float | None = None) -> list[LabEntry]:
