@@ -127,12 +127,3 @@ def test_lab_up_jobs_cache_firewall_down(forgejo):
     assert not firewall.rules(lab_id)
     assert host_firewall() == firewall_before
     assert not lab_dir_for(lab_id).exists()
-
-
-def test_lab_up_without_binary_names_every_place(tmp_path, monkeypatch):
-    monkeypatch.setenv("REGRESS_BIN_DIR", str(tmp_path))
-    proc = cli("up", "--lab", "never", "--forgejo-version", "13.0.5", "--runner-version", "12.1.2", check=False)
-    assert proc.returncode == 2
-    assert "no forgejo binary for version 13.0.5" in proc.stderr
-    assert str(tmp_path / "forgejo-13.0.5") in proc.stderr and "--forgejo-binary" in proc.stderr
-    assert "Traceback" not in proc.stderr

@@ -1,0 +1,28 @@
+"""``python -m harness lab …`` with bad input: one clear error, exit 2, no traceback (no binaries needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", "lab", *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_lab_up_without_binary_names_every_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGRESS_BIN_DIR", str(tmp_path))
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path / "cache"))
+    proc = cli("up", "--lab", "never", "--forgejo-version", "13.0.5", "--runner-version", "12.1.2")
+    assert proc.returncode == 2
+    assert "no forgejo binary for version 13.0.5" in proc.stderr
+    assert str(tmp_path / "forgejo-13.0.5") in proc.stderr and "--forgejo-binary" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_lab_id_that_could_escape_the_labs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path))
+    proc = cli("status", "--lab", "../etc")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "lab id '../etc': use 1–48 letters" in proc.stderr
