@@ -15,7 +15,7 @@ from harness import config
 from harness.errors import HarnessError
 from harness.lab import lab as labs
 from harness.lab.forgejo import ZombieSettings
-from harness.lab.inventory import inventory, prune
+from harness.lab.inventory import inventory, prune, remove_stale_locks
 from harness.lab.prepare import prepare
 from harness.lab.seed import parse_seed_option
 from harness.paths import labs_dir
@@ -127,6 +127,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if leaks:
         _print("leak check FAILED, still present:\n  " + "\n  ".join(leaks))
         return 1
+    remove_stale_locks()
     _print("leak check: nothing left")
     return 0
 

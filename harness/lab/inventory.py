@@ -106,12 +106,13 @@ def prune(entries: list[LabEntry], *, older_than_hours: float = 0.0, dry_run: bo
         finally:
             lock.release()
     if not dry_run:
-        _remove_stale_locks(entries[0].dir.parent if entries else labs_dir())
+        remove_stale_locks(entries[0].dir.parent if entries else labs_dir())
     return removed
 
 
-def _remove_stale_locks(root: Path) -> None:
-    """Lock files of labs whose dir is gone and that nobody holds."""
+def remove_stale_locks(root: Path | None = None) -> None:
+    """Remove the lock files of labs whose dir is gone and that nobody holds."""
+    root = root or labs_dir()
     for lock_path in root.glob("*.lock") if root.is_dir() else []:
         if (root / lock_path.stem).exists():
             continue
