@@ -27,6 +27,7 @@ from harness.observe import cpu as cpu_obs
 from harness.observe import leaks as leak_obs
 from harness.observe import runner_log
 from harness.observe.commands import run_template
+from harness.observe.overlap import Activity, Window
 from harness.observe.stall import StallWatch, capture_lab_runner
 from harness.runners.control import LogTrigger
 from harness.scenarios import Scenario
@@ -35,6 +36,7 @@ from harness.verdict import Observation, Verdict, Violation, judge, marker_found
 from harness.watch import wait_for, watch_job
 
 Notify = Callable[[str], None]
+PER_RUNNER_RULES = ("cache-growth", "cpu-over-budget")  # measured per runner, not per job
 
 
 class NotRunnable(HarnessError):
@@ -157,6 +159,8 @@ def run_cell(
     stall = StallWatch(budget=budgets.runner_stalled)
     control_fired: dict[str, Any] = {}
     captured: dict[str, Any] = {}
+    activity: Activity | None = None
+    window: Window | None = None
     created = False
     try:
         # before
@@ -171,6 +175,8 @@ def run_cell(
                              "cache_server": cache_obs.measure(lab_runner.cache_dir),
                              "home": cache_obs.measure(lab_runner.home)}
             sampler = cpu_obs.CpuSampler(lab_runner.pid, [lab_runner.cache_pid]).start()
+            activity = Activity(lab_runner.dir)
+            window = activity.begin(f"{scenario.name}-{handle.key}")
         else:
             log_offset, cold, stores_before = 0, None, {}
         # push
@@ -331,6 +337,14 @@ def run_cell(
         who = first_log_runner((raw_log or "").splitlines())
         if who:
             result.observations["runner_from_log"] = {"name": who[0], "version": who[1]}
+        if activity is not None and window is not None:
+            shared = activity.end(window)
+            window = None
+            if shared:  # the runner's CPU and stores were measured with these jobs running too
+                result.observations["shared_runner_with"] = shared
+                note = f" (other jobs ran on this runner meanwhile: {', '.join(shared)}; not attributable to this job)"
+                extra = [Violation(v.rule, v.message + note, "report") if v.rule in PER_RUNNER_RULES else v
+                         for v in extra]
         obs = Observation(cold=cold, runner_log=runner_slice, extra=tuple(extra), unavailable=unavailable)
         default_setup = setup_budget or (budgets.setup_cold, budgets.setup_warm)
         result.verdict = judge(view, scenario.expect, obs, default_setup=default_setup)
@@ -349,6 +363,8 @@ def run_cell(
     finally:
         if sampler is not None and sampler.samples and "cpu" not in result.observations:
             sampler.stop()
+        if activity is not None and window is not None:
+            activity.end(window)
         if slow is not None:
             slow.stop()
             result.observations["slow_actions"] = slow.summary()

@@ -30,6 +30,7 @@ class Cell:
     cpu_setup_pct: float | None
     leftovers: int
     error: str | None
+    shared: bool = False  # other jobs ran on the same runner meanwhile: CPU and cache figures include theirs
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Cell:
@@ -44,6 +45,7 @@ class Cell:
             cache_growth_mb=(obs.get("store_growth_mb") or {}).get("cache_server"),
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
             error=(data.get("error") or None),
+            shared=bool(obs.get("shared_runner_with")),
         )
 
 
@@ -96,8 +98,9 @@ def _summary(cells: Sequence[Cell]) -> str:
     last = cells[-1]
     rules = ",".join(dict.fromkeys(r for c in cells for r in c.violations)) or "-"
     err = " error" if any(c.error for c in cells) else ""
+    shared = " (shared runner)" if last.shared else ""
     return (f"{rate}{err} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')} "
-            f"cpu={_fmt(last.cpu_setup_pct, '%')} cache+={_fmt(last.cache_growth_mb, 'MB')} "
+            f"cpu={_fmt(last.cpu_setup_pct, '%')} cache+={_fmt(last.cache_growth_mb, 'MB')}{shared} "
             f"left={last.leftovers} [{rules}]")
 
 
@@ -162,14 +165,16 @@ def gate(cells: Iterable[Cell], baseline: str, candidate: str, gate_on: Sequence
 
 
 def _deltas(base: Cell, cand: Cell, gate_on: Sequence[str]) -> list[str]:
+    """What the candidate does worse; CPU and cache growth only where neither cell shared its runner."""
     worse = []
+    alone = not (base.shared or cand.shared)
     if "setup" in gate_on and base.setup_seconds is not None and cand.setup_seconds is not None \
             and cand.setup_seconds > base.setup_seconds * 1.5 + 2:
         worse.append(f"setup {cand.setup_seconds:.1f}s vs {base.setup_seconds:.1f}s")
-    if "cache" in gate_on and base.cache_growth_mb is not None and cand.cache_growth_mb is not None \
+    if "cache" in gate_on and alone and base.cache_growth_mb is not None and cand.cache_growth_mb is not None \
             and cand.cache_growth_mb > base.cache_growth_mb + 10:
         worse.append(f"cache growth {cand.cache_growth_mb:.1f}MB vs {base.cache_growth_mb:.1f}MB")
-    if "cpu" in gate_on and base.cpu_setup_pct is not None and cand.cpu_setup_pct is not None \
+    if "cpu" in gate_on and alone and base.cpu_setup_pct is not None and cand.cpu_setup_pct is not None \
             and cand.cpu_setup_pct > base.cpu_setup_pct + 20:
         worse.append(f"setup CPU {cand.cpu_setup_pct:.0f}% vs {base.cpu_setup_pct:.0f}%")
     if "leftovers" in gate_on and cand.leftovers > base.leftovers:

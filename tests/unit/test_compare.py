@@ -12,10 +12,10 @@ BASE, CAND = "11.3.1", "12.1.2"
 
 
 def cell(scenario="native-checkout", runner=BASE, passed=True, *, violations=(), setup=1.0, cache=None, cpu=None,
-         leftovers=0, error=None, job=None):
+         leftovers=0, error=None, job=None, shared=False):
     return Cell(scenario=scenario, runner=runner, passed=passed, job=job or ("success" if passed else "failure"),
                 violations=tuple(violations), setup_seconds=setup, cache_growth_mb=cache, cpu_setup_pct=cpu,
-                leftovers=leftovers, error=error)
+                leftovers=leftovers, error=error, shared=shared)
 
 
 def kinds(findings):
@@ -130,6 +130,22 @@ def test_gate_on_other_deltas():
     assert findings[0].kind == REGRESSION
     assert "cache growth" in findings[0].why and "setup CPU" in findings[0].why and "docker leftovers" in findings[0].why
     assert kinds(gate(cells, BASE, CAND, ["setup"])) == {"native-checkout": SAME}
+
+
+def test_gate_does_not_compare_figures_of_a_shared_runner():
+    """With pytest -n N, jobs overlap on one runner: its CPU and cache growth are not one job's."""
+    for shared_base, shared_cand in ((True, False), (False, True)):
+        cells = [cell(runner=BASE, cache=1.0, cpu=10.0, shared=shared_base),
+                 cell(runner=CAND, cache=90.0, cpu=90.0, leftovers=1, shared=shared_cand)]
+        findings = gate(cells, BASE, CAND, ["cache", "cpu", "leftovers"])
+        assert findings[0].kind == REGRESSION and findings[0].why == "1 docker leftovers vs 0"  # per task: still judged
+    row = _row(markdown_table([cell("s", CAND, cache=90.0, shared=True)]), "s")
+    assert "cache+=90.0MB (shared runner)" in row
+
+
+def test_cell_from_json_reads_shared():
+    data = {"scenario": "s", "runner": CAND, "passed": True, "observations": {"shared_runner_with": ["x-12.1.2"]}}
+    assert Cell.from_json(data).shared and not Cell.from_json({**data, "observations": {}}).shared
 
 
 def test_gate_uses_last_repeat_for_deltas():
