@@ -148,9 +148,8 @@ def run_cell(
     transcript_mark = target.transcript.mark()
     repo = re.sub(r"[^A-Za-z0-9-]", "-", f"{scenario.name}-{handle.key}-{uuid.uuid4().hex[:8]}")
     result.repo = f"{target.owner}/{repo}"
-    slow = SlowHttpProxy(target.url, scenario.expect.slow_actions).start() \
-        if scenario.expect.slow_actions is not None else None
-    workflow = scenario.render(label, slow.url if slow else None)
+    slow: SlowHttpProxy | None = None
+    workflow = scenario.template
     view: JobView | None = None
     raw_log: str | None = None
     runner_slice: str | None = None
@@ -163,6 +162,9 @@ def run_cell(
     window: Window | None = None
     created = False
     try:
+        if scenario.expect.slow_actions is not None:
+            slow = SlowHttpProxy(target.url, scenario.expect.slow_actions).start()
+        workflow = scenario.render(label, slow.url if slow else None)
         # before
         client = target.lab.engine.client() if target.lab and target.lab.engine else None
         before_inv, inv_error = leak_obs.safe_inventory(client)

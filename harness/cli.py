@@ -52,6 +52,7 @@ def _print(text: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    labs.lab_dir_for(args.lab)  # a bad id is refused before anything is created
     labs_dir().mkdir(parents=True, exist_ok=True)
     # the lock a pytest session takes too; `lab prune` leaves a locked lab alone (and removes stale locks)
     with FileLock(str(labs_dir() / f"{args.lab}.lock")):

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-              "transfer-encoding", "upgrade", "content-length", "host"}
+              "transfer-encoding", "upgrade", "content-length", "host", "expect"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class SlowHttpProxy:
         self.timeout = timeout
         self.forwarded: list[Forwarded] = []
         self._lock = threading.Lock()
+        self._in_flight = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -73,6 +74,15 @@ class SlowHttpProxy:
                 pass  # requests are kept in proxy.forwarded instead
 
             def _forward(self) -> None:
+                with proxy._lock:
+                    proxy._in_flight += 1
+                try:
+                    self._forward_late()
+                finally:
+                    with proxy._lock:
+                        proxy._in_flight -= 1
+
+            def _forward_late(self) -> None:
                 t0 = time.monotonic()
                 body = self._read_body()
                 time.sleep(proxy.delay)
@@ -119,14 +129,21 @@ class SlowHttpProxy:
             do_GET = do_POST = do_HEAD = _forward  # http.server dispatches by these names
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server.daemon_threads = True  # an idle keep-alive connection must not hold stop() up
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="slow-action-server", daemon=True)
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop listening (idempotent)."""
+    def stop(self, *, settle: float = 5.0) -> None:
+        """Stop listening (idempotent), after the requests in flight are answered (at most ``settle`` s
+        beyond their delay), so the log is complete."""
+        deadline = time.monotonic() + self.delay + settle
+        while self._server is not None and time.monotonic() < deadline:
+            with self._lock:
+                if self._in_flight == 0:
+                    break
+            time.sleep(0.02)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -8,11 +8,13 @@ the host's firewall), the lab also lets its containers reach each other: two ACC
 FORWARD for traffic between the lab's bridges, tagged with the lab's comment. Bridged traffic
 passes FORWARD where ``br_netfilter`` is loaded, and a FORWARD policy of DROP (which an earlier
 dockerd with iptables on leaves behind) would otherwise cut job containers off from service
-containers.
+containers. Without Docker's own isolation chains, the job networks of labs sharing our dockerd can
+reach each other too (they are throwaway networks of throwaway labs on this machine).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import shutil
 import subprocess
@@ -24,8 +26,17 @@ ALLOWED_INTERFACES = ("lo", "docker0", "br-+")
 
 
 def chain_name(lab_id: str) -> str:
-    """The lab's chain (iptables names are at most 28 characters)."""
-    return f"REGRESS-{lab_id}"[:28]
+    """The lab's chain: ``REGRESS-<id>``; iptables names are at most 28 characters, so a longer id
+    keeps its first 11 characters and adds a hash of the whole (two long ids never share a chain)."""
+    name = f"REGRESS-{lab_id}"
+    if len(name) <= 28:
+        return name
+    return f"REGRESS-{lab_id[:11]}-{hashlib.sha256(lab_id.encode()).hexdigest()[:8]}"
+
+
+def _jumps_to(rule: str, chain: str) -> bool:
+    words = shlex.split(rule)
+    return any(w == "-j" and i + 1 < len(words) and words[i + 1] == chain for i, w in enumerate(words))
 
 
 def _ipt(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -91,7 +102,7 @@ def _forward_rules(lab_id: str) -> list[str]:
 def rules(lab_id: str) -> list[str]:
     """Every rule of this lab (the jumps in INPUT and the chain's own)."""
     chain = chain_name(lab_id)
-    found = [r for r in _ipt("-S", "INPUT", check=False).stdout.splitlines() if f"-j {chain}" in r]
+    found = [r for r in _ipt("-S", "INPUT", check=False).stdout.splitlines() if _jumps_to(r, chain)]
     found += _forward_rules(lab_id)
     own = _ipt("-S", chain, check=False)
     if own.returncode == 0:
@@ -105,7 +116,7 @@ def remove(lab_id: str) -> None:
         return
     chain = chain_name(lab_id)
     for rule in _ipt("-S", "INPUT", check=False).stdout.splitlines():
-        if f"-j {chain}" in rule:
+        if _jumps_to(rule, chain):
             _ipt(*(["-D", *shlex.split(rule)[1:]]), check=False)
     for rule in _forward_rules(lab_id):
         _ipt(*(["-D", *shlex.split(rule)[1:]]), check=False)

@@ -104,6 +104,8 @@ def render_app_ini(work: Path, host: str, port: int, static_root: Path | None, z
     """The app.ini of a lab Forgejo (sqlite, install-locked, actions on, ``DEFAULT_ACTIONS_URL = self``)."""
     static = f"STATIC_ROOT_PATH = {static_root}\n" if static_root else ""
     keys = ini_secrets or IniSecrets.generate()
+    for value in (keys.secret_key, keys.internal_token, keys.jwt_secret):
+        register_secret(value)  # never printed; redacted should a log or file quote one
     return f"""APP_NAME = regress-lab
 RUN_MODE = prod
 WORK_PATH = {work}
@@ -272,12 +274,11 @@ class ForgejoServer:
                                env={**os.environ, **ROOT_ENV}, cwd=self.work)
 
     def unboost(self) -> None:
-        """Back to the normal CPU priority (every thread), so jobs and runners compete with it as usual."""
-        if not self.pid:
-            return
-        for tid in os.listdir(f"/proc/{self.pid}/task") if os.path.isdir(f"/proc/{self.pid}/task") else []:
+        """Back to the normal CPU priority, so jobs and runners compete with it as usual: every task of
+        its process group (it runs in a session of its own), threads and the git processes it started."""
+        if self.pid:
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+                os.setpriority(os.PRIO_PGRP, self.pid, 0)
 
     def wait_ready(self) -> str:
         """Wait for ``/api/v1/version``; returns the version string."""

@@ -42,8 +42,8 @@ class LabEntry:
 
 
 def _size(directory: Path) -> int:
-    """Bytes that removing the dir frees: a file hard-linked from elsewhere (the buildx plugin from
-    the prepared dir) counts only when all its links are inside."""
+    """Bytes that removing the dir frees: a file hard-linked from elsewhere counts only when all its
+    links are inside."""
     seen: dict[tuple[int, int], list[int]] = {}  # (dev, inode) → [size, links, links seen here]
     for path in directory.rglob("*"):
         with contextlib.suppress(OSError):
@@ -87,6 +87,9 @@ def prune(entries: list[LabEntry], *, older_than_hours: float = 0.0, dry_run: bo
             notify(f"{entry.id}: kept, a session holds its lock {lock_path}")
             continue
         try:
+            if procs.tagged(entry.id) or (entry.state == FAILED_BOOT and (entry.dir / "lab.json").exists()):
+                notify(f"{entry.id}: kept, it came up meanwhile")  # booted by a process without the lock
+                continue
             if dry_run:
                 notify(f"{entry.id}: would remove ({entry.state}, {entry.age_hours:.1f} h)")
                 removed.append(entry.id)

@@ -7,6 +7,7 @@ and a failed ``up`` remove all of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any
 import docker.errors
 import requests
 
+from harness.budgets import BUDGETS
 from harness.errors import ConfigError, HarnessError, LabError
 from harness.forgejo.client import ForgejoClient
 from harness.lab import engine as engines
@@ -349,10 +351,13 @@ def boot(
     server = ForgejoServer(forgejo_binary, directory / "forgejo", "127.0.0.1", 0, lab_id, zombie or ZombieSettings())
     phases: dict[str, float] = {}
 
-    def start_seeding() -> Future[list[Seeded]]:
-        future = pool.submit(_ready_then_seed, server, admin, seed_sources, seed_refs)
-        future.add_done_callback(lambda _: phases.setdefault("actions_seeded", time.monotonic() - t0))
-        return future
+    def start_seeding() -> Future[tuple[list[Seeded], float]]:
+        def timed() -> tuple[list[Seeded], float]:
+            return _ready_then_seed(server, admin, seed_sources, seed_refs), time.monotonic() - t0
+
+        return pool.submit(timed)
+
+    engine_future: Future[engines.Engine] | None = None
 
     try:
         engine_future = pool.submit(_engine, directory, lab_id, notify) if use_docker else None
@@ -383,6 +388,7 @@ def boot(
             server.set_address(host, free_port(host))
             server.start()
         runners: dict[str, LabRunner] = {}
+        plugin_copies: list[Future[object]] = []
         lab = Lab(lab_id, directory, server, engine, runners, prepared, boot_phases=phases)
         for spec in specs:
             name, secret, labels = identities[spec.key]
@@ -396,7 +402,9 @@ def boot(
             if prepared and prepared.buildx and engine:
                 plugins = runner.home / ".docker" / "cli-plugins"
                 plugins.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(Path(prepared.buildx), plugins / "docker-buildx")
+                # a copy (~95 MB), not a link: a job may rewrite its plugin in place (the real
+                # setup-buildx-action installs one), which must not reach the prepared file
+                plugin_copies.append(pool.submit(shutil.copy2, prepared.buildx, plugins / "docker-buildx"))
             runners[spec.key] = runner
         caches = [pool.submit(r.start_cache_server) for r in runners.values()]
         if confine:
@@ -427,7 +435,9 @@ def boot(
         phases["runners_polling"] = time.monotonic() - t0
         if images is not None:
             images.result()
-        lab.seeded = seeding.result()
+        for copy in plugin_copies:
+            copy.result()
+        lab.seeded, phases["actions_seeded"] = seeding.result()
         server.unboost()
         lab.boot_seconds = time.monotonic() - t0
         lab.save()
@@ -437,22 +447,15 @@ def boot(
             lab.down(keep_dir=True)
         else:
             server.stop()
-            if engine is None and engine_future is not None and engine_future.done() and not engine_future.exception():
-                engine = engine_future.result()
+            if engine is None and engine_future is not None:  # a dockerd still starting is ours to release too
+                with contextlib.suppress(BaseException):
+                    engine = engine_future.result(timeout=BUDGETS.dockerd_ready + 10)
             if engine is not None and engine.ours:
                 engines.release_dockerd(engine, lab_id)
             procs.sweep(lab_id)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    """A hard link (the buildx plugin is ~95 MB, per runner and per lab), a copy across file systems."""
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copy2(source, dest)
 
 
 def _engine(directory: Path, lab_id: str, notify: Notify) -> engines.Engine:

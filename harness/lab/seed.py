@@ -148,8 +148,20 @@ _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
 
 def _check_ref(repo: str, ref: str) -> None:
-    if not _REF.fullmatch(ref) or ".." in ref or "//" in ref or ref.endswith((".lock", "/", ".")):
+    """A tag name git accepts (git check-ref-format's rules for what ``uses:`` refs can hold)."""
+    parts = ref.split("/")
+    if (not _REF.fullmatch(ref) or ".." in ref or ref.endswith(("/", "."))
+            or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)):
         raise LabError(f"a workflow uses {repo}@{ref}: {ref!r} cannot be a tag of the seeded stand-in")
+
+
+def _check_refs(repo: str, refs: list[str]) -> None:
+    for ref in refs:
+        _check_ref(repo, ref)
+    for ref in refs:  # refs/tags/v1 is a file: refs/tags/v1/x cannot exist beside it
+        clash = next((other for other in refs if other.startswith(ref + "/")), None)
+        if clash:
+            raise LabError(f"workflows use both {repo}@{ref} and {repo}@{clash}: git cannot hold both tags")
 
 
 def place(sources: Mapping[str, Path], refs: Mapping[str, Iterable[str]], repo_root: Path) -> list[Seeded]:
@@ -187,8 +199,7 @@ def _place_one(repo: str, source: Path, refs: Mapping[str, Iterable[str]], repo_
         commit = _git(["--git-dir", str(dest), "rev-parse", "HEAD"], source)
         return Seeded(repo, f"user copy (full history): {source}", commit, ("main",))
     wanted = sorted(set(refs.get(repo, ()) or DEFAULT_REFS) - {"main"})
-    for ref in wanted:
-        _check_ref(repo, ref)
+    _check_refs(repo, wanted)
     prepared, commit = prepared_repo(source)
     shutil.copytree(prepared, dest)
     for ref in wanted:

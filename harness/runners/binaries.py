@@ -71,7 +71,7 @@ def _cached_version(path: Path) -> Version | None:
         entry = json.loads(_version_cache().read_text()).get(str(path.resolve()))
         if entry and entry["identity"] == _identity(path):
             return Version.parse(entry["version"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable or not a mapping
         pass
     return None
 
@@ -80,6 +80,8 @@ def _remember_version(path: Path, version: Version) -> None:
     cache = _version_cache()
     try:
         known = json.loads(cache.read_text()) if cache.is_file() else {}
+        if not isinstance(known, dict):
+            known = {}
         known[str(path.resolve())] = {"identity": _identity(path), "version": str(version)}
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")

@@ -270,6 +270,7 @@ def test_version_is_asked_once_per_file_and_again_when_it_changes(tmp_path):
     assert counter.read_text().count("x") == 2
 
 
-def test_a_corrupt_version_cache_is_ignored(tmp_path, own_cache):
-    (own_cache / "versions.json").write_text("{not json")
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '"text"', '{"x": 1}'])
+def test_a_corrupt_version_cache_is_ignored(tmp_path, own_cache, content):
+    (own_cache / "versions.json").write_text(content)
     assert resolve("forgejo-runner", V12, directory=runner_binary(tmp_path / "bin").parent).version == V12

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, LabError
-from harness.lab.seed import _check_ref, content_key, parse_seed_option, prepared_repo, refs_from_uses, stand_in_sources
+from harness.lab.seed import (
+    _check_ref,
+    _check_refs,
+    content_key,
+    parse_seed_option,
+    prepared_repo,
+    refs_from_uses,
+    stand_in_sources,
+)
 from harness.scenarios import ACTIONS_DIR, load_all
 
 
@@ -121,7 +129,14 @@ def test_refs_that_can_be_tags(ref):
     _check_ref("a/b", ref)
 
 
-@pytest.mark.parametrize("ref", ["../x", "v1..2", "-v1", "v1/", "v1.lock", "a b", "v1~1", ""])
+@pytest.mark.parametrize("ref", ["../x", "v1..2", "-v1", "v1/", "v1.lock", "a b", "v1~1", "", "v1/.x", "a.lock/b",
+                                 "a//b"])
 def test_refs_that_cannot_be_tags(ref):
     with pytest.raises(LabError, match="cannot be a tag"):
         _check_ref("a/b", ref)
+
+
+def test_tags_that_cannot_live_beside_each_other():
+    _check_refs("a/b", ["v1", "v1.1", "v2/x"])
+    with pytest.raises(LabError, match="use both a/b@v1 and a/b@v1/x"):
+        _check_refs("a/b", ["v1", "v1/x"])
