@@ -6,6 +6,7 @@ start are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterable
@@ -14,9 +15,10 @@ from typing import Any
 
 import psutil
 
-from harness.errors import LabError
+from harness.errors import LabError, PollTimeout
 from harness.forgejo.models import LogLine
 from harness.runners.process import LabRunner
+from harness.watch import wait_for
 
 SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "TERM": signal.SIGTERM, "CONT": signal.SIGCONT,
            "QUIT": signal.SIGQUIT}
@@ -47,11 +49,24 @@ class LogTrigger:
         return False
 
 
+SETTLED = {"STOP": "stopped", "CONT": "running"}  # the state a signal leads to, once the kernel applied it
+
+
 def send(runner: LabRunner, signal_name: str) -> None:
-    """Send a named signal (KILL, STOP, TERM, CONT, QUIT) to the runner daemon."""
+    """Send a named signal (KILL, STOP, TERM, CONT, QUIT) to the runner daemon.
+
+    STOP and CONT return once the process shows the new state (every thread of a Go program must
+    stop first; a caller reading the state at once would otherwise still see it running), at most
+    after the ``signal_settle`` budget.
+    """
     if signal_name not in SIGNALS:
         raise LabError(f"unknown signal {signal_name!r}; one of {sorted(SIGNALS)}")
     runner.signal(SIGNALS[signal_name])
+    wanted = SETTLED.get(signal_name)
+    if wanted:
+        with contextlib.suppress(PollTimeout):  # signalled either way; the state is reported, not assumed
+            wait_for(f"runner {runner.name} to be {wanted} after SIG{signal_name}", "signal_settle",
+                     lambda: state(runner), lambda s: s in (wanted, "gone"), wait=lambda _: 0.01)
 
 
 def state(runner: LabRunner) -> str:
