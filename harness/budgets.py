@@ -19,6 +19,7 @@ class Budgets:
     forgejo_cli: float = 60.0  # one forgejo admin / forgejo-cli call
     runner_online: float = 60.0  # runner start to its declare line and first poll
     runner_stop: float = 20.0  # SIGTERM to exit, before SIGKILL
+    proxy_settle: float = 5.0  # the slow action server's requests in flight, beyond their delay, at its stop
     signal_settle: float = 3.0  # SIGSTOP / SIGCONT sent to the process showing the new state
     dockerd_ready: float = 60.0  # our dockerd start to its socket answering
     docker_stop: float = 30.0

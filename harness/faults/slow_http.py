@@ -11,6 +11,7 @@ fetch actions from the host, so loopback reaches them. Every request is logged f
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import threading
 import time
@@ -18,6 +19,10 @@ import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from harness.budgets import BUDGETS
+from harness.errors import PollTimeout
+from harness.watch import wait_for
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "host", "expect"}
@@ -135,16 +140,13 @@ class SlowHttpProxy:
         self._thread.start()
         return self
 
-    def stop(self, *, settle: float = 5.0) -> None:
-        """Stop listening (idempotent), after the requests in flight are answered (at most ``settle`` s
-        beyond their delay), so the log is complete."""
-        deadline = time.monotonic() + self.delay + settle
-        while self._server is not None and time.monotonic() < deadline:
-            with self._lock:
-                if self._in_flight == 0:
-                    break
-            time.sleep(0.02)
+    def stop(self) -> None:
+        """Stop listening (idempotent), after the requests in flight are answered (at most the
+        ``proxy_settle`` budget beyond their delay), so the log is complete."""
         if self._server is not None:
+            with contextlib.suppress(PollTimeout):  # stop anyway; the log then lacks the unanswered ones
+                wait_for("the slow action server's requests in flight", "proxy_settle", lambda: self._in_flight,
+                         lambda n: n == 0, budget=self.delay + BUDGETS.proxy_settle, wait=lambda _: 0.02)
             self._server.shutdown()
             self._server.server_close()
             self._server = None

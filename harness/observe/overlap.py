@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.lab import procs
+
 
 @dataclass(frozen=True)
 class Window:
@@ -64,7 +66,7 @@ class Activity:
         for path in self.root.glob("running-*.json"):
             with contextlib.suppress(OSError, ValueError, TypeError):
                 window = Window(**json.loads(path.read_text()))
-                if window.pid is None or _alive(window.pid):
+                if window.pid is None or procs.alive(window.pid):
                     found.append(window)
         with contextlib.suppress(OSError):
             for line in (self.root / "windows.jsonl").read_text().splitlines():
@@ -72,12 +74,3 @@ class Activity:
                     found.append(Window(**json.loads(line)))
         return found
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
