@@ -95,14 +95,16 @@ def prune(entries: list[LabEntry], *, older_than_hours: float = 0.0, dry_run: bo
                 removed.append(entry.id)
                 continue
             leaks: list[str] = []
+            cleaned = False
             if entry.state == STOPPED:
                 try:
-                    leaks = Lab.load(entry.dir).down()
+                    leaks, cleaned = Lab.load(entry.dir).down(), True
                 except HarnessError as exc:
                     notify(f"{entry.id}: {exc}")
-            if firewall.available():
-                firewall.remove(entry.id)
-            procs.sweep(entry.id)
+            if not cleaned:  # a failed boot or an unreadable lab.json: what down would have removed
+                if firewall.available():
+                    firewall.remove(entry.id)
+                procs.sweep(entry.id)
             shutil.rmtree(entry.dir, ignore_errors=True)
             notify(f"{entry.id}: removed ({entry.state})" + (f"; clean-up left: {', '.join(leaks)}" if leaks else ""))
             removed.append(entry.id)
