@@ -30,7 +30,6 @@ class Budgets:
     zombie_margin: float = 30.0  # added to the zombie timeout + cron period for failed-by-server waits
     runner_stalled: float = 15.0  # a running task's updated_at not advancing (report_interval 1s + margin)
     runner_settle: float = 15.0  # job done → the runner's own end-of-job lines and container clean-up
-    log_trigger: float = 600.0  # waiting for a log line that triggers a runner-control action
     http_connect: float = 5.0
     http_read: float = 30.0
     prepare_step: float = 1800.0  # one `lab prepare` build step (debootstrap, go install)

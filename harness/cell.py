@@ -33,7 +33,8 @@ from harness.runners.control import LogTrigger
 from harness.scenarios import Scenario
 from harness.target import RunnerHandle, Target, seeded_commits
 from harness.verdict import Observation, Verdict, Violation, judge, marker_found, selfcheck_mismatch
-from harness.watch import wait_for, watch_job
+from harness.waiting import wait_for
+from harness.watch import watch_job
 
 Notify = Callable[[str], None]
 PER_RUNNER_RULES = ("cache-growth", "cpu-over-budget")  # measured per runner, not per job

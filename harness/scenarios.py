@@ -37,7 +37,6 @@ class RunnerControl:
 
     on_log: str
     signal: str = "KILL"
-    resume_after: float | None = None  # seconds; SIGCONT after a SIGSTOP
 
 
 @dataclass(frozen=True)
@@ -121,9 +120,11 @@ class Expect:
         control = None
         if data.get("runner_control"):
             rc = data["runner_control"]
+            if set(rc) - {"on_log", "signal"}:
+                raise fail(f"runner_control takes on_log and signal, not {sorted(set(rc) - {'on_log', 'signal'})}")
             if rc.get("signal", "KILL") not in ("KILL", "STOP", "TERM"):
                 raise fail("runner_control.signal must be KILL, STOP or TERM")
-            control = RunnerControl(str(rc["on_log"]), str(rc.get("signal", "KILL")), rc.get("resume_after"))
+            control = RunnerControl(str(rc["on_log"]), str(rc.get("signal", "KILL")))
         slow = data.get("slow_actions")
         if slow is not None and (not isinstance(slow, Mapping) or set(slow) != {"delay"}):
             raise fail("slow_actions takes one key, delay (seconds added to each request of the action fetch)")

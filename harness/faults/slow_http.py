@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.budgets import BUDGETS
 from harness.errors import PollTimeout
-from harness.watch import wait_for
+from harness.waiting import wait_for
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "host", "expect"}

@@ -198,7 +198,3 @@ class ForgejoClient(HttpBase):
     def create_org(self, name: str) -> None:
         """Create a public org; an existing one is fine."""
         self.request("POST", "/api/v1/orgs", json={"username": name, "visibility": "public"}, ok=(201, 422))
-
-    def commit_statuses(self, owner: str, repo: str, sha: str) -> list[Mapping[str, Any]]:
-        """Commit statuses (an API-only approximation of job results)."""
-        return list(self.request("GET", f"/api/v1/repos/{owner}/{repo}/commits/{sha}/statuses").json())

@@ -22,11 +22,12 @@ import psutil
 import requests
 from filelock import FileLock
 
+from harness import procs
 from harness.budgets import BUDGETS
 from harness.errors import LabError, PollTimeout
-from harness.lab import capdrop, procs
+from harness.lab import capdrop
 from harness.paths import dockerd_data_root
-from harness.watch import adaptive_wait, wait_for
+from harness.waiting import adaptive_wait, wait_for
 
 log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import requests
 
+from harness import procs
 from harness.budgets import BUDGETS
 from harness.errors import LabError
-from harness.lab import procs
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
-from harness.watch import adaptive_wait, wait_for
+from harness.waiting import adaptive_wait, wait_for
 
 ADMIN = "regress-admin"
 BOOST_NICE = -5

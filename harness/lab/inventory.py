@@ -17,8 +17,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from harness import procs
 from harness.errors import HarnessError
-from harness.lab import firewall, procs
+from harness.lab import firewall
 from harness.paths import labs_dir
 
 UP, STOPPED, FAILED_BOOT = "up", "stopped", "failed boot"

@@ -25,11 +25,12 @@ from typing import Any
 import docker.errors
 import requests
 
+from harness import procs
 from harness.budgets import BUDGETS
 from harness.errors import ConfigError, HarnessError, LabError
 from harness.forgejo.client import ForgejoClient
 from harness.lab import engine as engines
-from harness.lab import firewall, procs
+from harness.lab import firewall
 from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port, local_session
 from harness.lab.prepare import Prepared
 from harness.lab.seed import Seeded, adopt, place, refs_from_uses, stand_in_sources

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.lab import procs
+from harness import procs
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import psutil
 from harness.errors import LabError, PollTimeout
 from harness.forgejo.models import LogLine
 from harness.runners.process import LabRunner
-from harness.watch import wait_for
+from harness.waiting import wait_for
 
 SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "TERM": signal.SIGTERM, "CONT": signal.SIGCONT,
            "QUIT": signal.SIGQUIT}
@@ -80,13 +80,3 @@ def state(runner: LabRunner) -> str:
     if status == psutil.STATUS_ZOMBIE:
         return "gone"
     return "running"
-
-
-def resume(runner: LabRunner) -> None:
-    """SIGCONT a stopped runner."""
-    send(runner, "CONT")
-
-
-def restart(runner: LabRunner) -> None:
-    """Restart a runner a test killed or stopped, waiting until it polls again."""
-    runner.restart()

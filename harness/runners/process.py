@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
+from harness import procs
 from harness.budgets import BUDGETS
 from harness.errors import LabError
-from harness.lab import procs
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
 from harness.versions import Version
-from harness.watch import adaptive_wait, wait_for
+from harness.waiting import adaptive_wait, wait_for
 
 DECLARED = re.compile(r"declared successfully")
 POLLING = re.compile(r"\[poller \d+\] launched")

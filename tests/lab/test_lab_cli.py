@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
+from harness import procs
 from harness.forgejo.models import Status
-from harness.lab import firewall, procs
+from harness.lab import firewall
 from harness.lab.lab import Lab, lab_dir_for
 from harness.runners.process import label_name
 

@@ -14,7 +14,7 @@ from harness.observe.stall import StallWatch
 from harness.runners import control
 from harness.runners.process import label_name
 from harness.versions import Version
-from harness.watch import wait_for
+from harness.waiting import wait_for
 
 from .conftest import resolve_or_skip
 from .helpers import push, workflow
@@ -49,7 +49,7 @@ def test_stop_on_trigger_resume_and_restart(small_lab):
             full = pushed.web.job_view(pushed.ref, known_steps=len(view.steps))
             if full is not None and trigger.check(full.log_lines()):
                 seen["state"] = control.state(runner)
-                control.resume(runner)
+                control.send(runner, "CONT")
                 seen["after_resume"] = control.state(runner)
 
     view = pushed.watch(on_poll).view
@@ -59,7 +59,7 @@ def test_stop_on_trigger_resume_and_restart(small_lab):
 
     control.send(runner, "KILL")
     wait_for("the killed runner to be gone", "runner_stop", lambda: control.state(runner), lambda s: s == "gone")
-    control.restart(runner)
+    runner.restart()
     assert control.state(runner) == "running"
     again = push(small_lab, workflow("after", label, "      - run: echo back\n"), label, "after").watch().view
     assert again.job_status() is Status.SUCCESS

@@ -9,8 +9,8 @@ import time
 import pytest
 from filelock import FileLock
 
+from harness import procs
 from harness.cli import main
-from harness.lab import procs
 from harness.lab.inventory import FAILED_BOOT, STOPPED, UP, inventory, prune
 
 

@@ -17,7 +17,7 @@ from harness.lab.forgejo import BOOST_NICE, ForgejoServer, ZombieSettings
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner
 from harness.versions import Version
-from harness.watch import wait_for
+from harness.waiting import wait_for
 
 
 def fake_binary(tmp_path: Path, name: str, script: str) -> Path:

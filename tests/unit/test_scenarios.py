@@ -67,7 +67,7 @@ def test_killed_during_post_expectations():
     exp = load("killed-during-post").expect
     assert exp.marker == "selfcheck"
     assert exp.job is Status.FAILURE
-    assert exp.control == RunnerControl("⭐ Run Post regress/slow-post@v1", "KILL", None)
+    assert exp.control == RunnerControl("⭐ Run Post regress/slow-post@v1", "KILL")
     assert set(exp.expected_violations) == {"green-steps-failed-job", "post-step-cut-off", "runner-stalled"}
 
 
@@ -182,13 +182,13 @@ def test_parse_full():
                 setup_budget={"cold": 5, "warm": 2}, dispatch=True,
                 log_markers={"job_must": ["m"], "job_must_not": ["n"], "runner_must": ["o"], "runner_must_not": ["p"]},
                 observe={"cpu": {"limit": "80", "severity": "fail"}}, requires=["docker"],
-                runner_control={"on_log": "go", "signal": "STOP", "resume_after": 3})
+                runner_control={"on_log": "go", "signal": "STOP"})
     assert exp.job is Status.FAILURE and exp.steps == {"a": Status.SKIPPED}
     assert (exp.setup_cold, exp.setup_warm) == (5.0, 2.0)
     assert (exp.job_log_must, exp.job_log_must_not, exp.runner_log_must, exp.runner_log_must_not) == (
         ("m",), ("n",), ("o",), ("p",))
     assert exp.observe == {"cpu": Budget(80.0, "fail")}
-    assert exp.control == RunnerControl("go", "STOP", 3)
+    assert exp.control == RunnerControl("go", "STOP")
     assert exp.dispatch and exp.continue_on_error == ("a",) and exp.post_steps == ("x@v1",)
 
 
