@@ -29,6 +29,7 @@ from harness.observe import runner_log
 from harness.observe.commands import run_template
 from harness.observe.overlap import Activity, Window
 from harness.observe.stall import StallWatch, capture_lab_runner
+from harness.outcome import Outcome
 from harness.runners.control import LogTrigger
 from harness.scenarios import Scenario
 from harness.target import RunnerHandle, Target, seeded_commits
@@ -61,6 +62,24 @@ class CellResult:
     bundle: Path | None = None
 
     @property
+    def outcome(self) -> Outcome:
+        """pass / fail / inconclusive (our own side failed: ``error`` says how)."""
+        if self.error:
+            return Outcome.INCONCLUSIVE
+        return Outcome.PASS if self.passed else Outcome.FAIL
+
+    @property
+    def reason(self) -> str:
+        """Why the cell is not a pass, in one line ("" for a pass)."""
+        if self.error:
+            return self.error.splitlines()[0]
+        if self.selfcheck_problem:
+            return self.selfcheck_problem
+        if self.verdict is not None and not self.passed:
+            return "; ".join(str(v) for v in self.verdict.failing)[:300]
+        return ""
+
+    @property
     def passed(self) -> bool:
         """True when the cell's expectation holds (selfchecks: exactly the expected violations)."""
         if self.error or self.verdict is None:
@@ -73,7 +92,7 @@ class CellResult:
         """The cell as report.json holds it."""
         return {
             "scenario": self.scenario, "runner": self.runner_key, "version": self.version, "label": self.label,
-            "passed": self.passed, "error": self.error, "selfcheck_problem": self.selfcheck_problem,
+            "outcome": str(self.outcome), "reason": self.reason, "passed": self.passed, "error": self.error, "selfcheck_problem": self.selfcheck_problem,
             "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
             "observations": self.observations, "bundle": str(self.bundle) if self.bundle else None,
         }
