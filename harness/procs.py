@@ -72,6 +72,20 @@ def stop(pid: int | None, *, budget: float, sig: int = signal.SIGTERM) -> str:
     return outcome
 
 
+def _environ_has(pid: int, marker: bytes) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return marker in environ.split(b"\0")
+
+
+def carries_tag(pid: int | None, lab_id: str) -> bool:
+    """True when ``pid`` runs (not a zombie) with ``REGRESS_LAB_ID=<lab_id>`` in its environment: a pid
+    read from a file is checked this way before it is signalled (the pid may have been reused)."""
+    return bool(pid) and alive(pid) and _environ_has(pid or 0, f"{LAB_ENV}={lab_id}".encode())
+
+
 def tagged(lab_id: str) -> list[psutil.Process]:
     """Every live process whose environment carries this lab id."""
     found = []
@@ -80,11 +94,10 @@ def tagged(lab_id: str) -> list[psutil.Process]:
         if proc.pid == os.getpid():
             continue
         try:
-            environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
-        except OSError:
+            if _environ_has(proc.pid, marker) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
             continue
-        if marker in environ.split(b"\0") and proc.status() != psutil.STATUS_ZOMBIE:
-            found.append(proc)
     return found
 
 

@@ -7,14 +7,18 @@ default runtime is :mod:`harness.lab.capdrop` so ``--privileged`` containers sti
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -24,7 +28,7 @@ from filelock import FileLock
 
 from harness import procs
 from harness.budgets import BUDGETS
-from harness.errors import LabError, PollTimeout
+from harness.errors import LabError
 from harness.lab import capdrop
 from harness.paths import dockerd_data_root
 from harness.waiting import adaptive_wait, wait_for
@@ -58,12 +62,40 @@ def _ping(host: str) -> docker.DockerClient | None:
         return None
 
 
+def bridge_address(network: Mapping[str, Any], interface_ipv4: Callable[[str], str | None]) -> str:
+    """Where job containers reach the host on the default bridge, from ``docker network inspect bridge``.
+
+    The IPAM gateway when the engine reports one; else the IPv4 address of the bridge's interface
+    (``docker0``); else the first host of its subnet (the address dockerd gives the bridge). A
+    dockerd started with an empty data root and no ``docker0`` reports only the subnet.
+
+    Raises:
+        LabError: the payload has neither a gateway, nor an addressed interface, nor an IPv4 subnet.
+    """
+    configs = ((network.get("IPAM") or {}).get("Config") or [])
+    for config in configs:
+        if config.get("Gateway"):
+            return str(ipaddress.ip_address(str(config["Gateway"]).split("/")[0]))
+    name = str((network.get("Options") or {}).get("com.docker.network.bridge.name") or "docker0")
+    if address := interface_ipv4(name):
+        return address
+    for config in configs:
+        try:
+            subnet = ipaddress.ip_network(str(config.get("Subnet")), strict=False)
+        except ValueError:
+            continue
+        if subnet.version == 4 and subnet.num_addresses > 2:
+            return str(subnet.network_address + 1)
+    raise LabError(f"the Docker engine's default bridge has no gateway, its interface {name} no IPv4 address and "
+                   f"its IPAM config no IPv4 subnet (IPAM config: {json.dumps(configs)})")
+
+
 def _bridge_ip(client: docker.DockerClient) -> str:
     try:
-        config = client.networks.get("bridge").attrs["IPAM"]["Config"]
-        return str(config[0]["Gateway"])
-    except (docker.errors.DockerException, KeyError, IndexError) as exc:
-        raise LabError(f"the Docker engine has no default bridge with a gateway: {exc}") from None
+        network = client.api.inspect_network("bridge")
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise LabError(f"the Docker engine has no default bridge network: {exc}") from None
+    return bridge_address(network, existing_bridge_ip)
 
 
 def _describe(host: str, ours: bool, pid: int | None, client: docker.DockerClient) -> Engine:
@@ -109,6 +141,11 @@ def runtime_dir() -> Path:
     return Path(tempfile.gettempdir()) / "regress-dockerd"
 
 
+def _lock() -> FileLock:
+    """The lock around our dockerd's start, users and stop (beside the runtime dir, which a stop removes)."""
+    return FileLock(str(runtime_dir().with_name("regress-dockerd.lock")))
+
+
 def _users(run: Path) -> list[str]:
     """Labs using our dockerd; a lab whose dir is gone (down, or crashed and removed) no longer counts."""
     from harness.paths import labs_dir
@@ -123,22 +160,44 @@ def _users(run: Path) -> list[str]:
     return alive
 
 
+def dockerd_pid() -> int | None:
+    """The pid of our dockerd when it runs (its pid file, checked: a dockerd carrying our tag)."""
+    pid = _read_pid(runtime_dir() / "dockerd.pid")
+    return pid if pid and procs.carries_tag(pid, SHARED_TAG) else None
+
+
 def acquire_dockerd(lab_id: str) -> Engine:
     """Our dockerd for this lab: the running one (shared between labs) or a new one.
 
+    The lab is entered as a user before the start, so ``lab down`` of a boot killed meanwhile
+    still releases it; when the start or the engine's description fails, the lab is dropped again
+    and a dockerd nobody else uses is stopped before the error propagates.
+
     Raises:
-        LabError: dockerd is not installed or did not come up within ``dockerd_ready``.
+        LabError: dockerd is not installed, did not come up within ``dockerd_ready``, or its default
+            bridge has no usable address.
     """
     run = runtime_dir()
-    run.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with FileLock(str(run / "lock")):
-        pid = _read_pid(run / "dockerd.pid")
-        host = f"unix://{run / 'docker.sock'}"
-        client = _ping(host) if procs.alive(pid) else None
-        engine = _describe(host, True, pid, client) if client else start_dockerd(run)
+    with _lock():
+        run.mkdir(parents=True, exist_ok=True, mode=0o700)
         (run / "users").mkdir(exist_ok=True)
         (run / "users" / lab_id).write_text(str(os.getpid()))
-    return engine
+        try:
+            pid = dockerd_pid()
+            host = f"unix://{run / 'docker.sock'}"
+            client = _ping(host) if pid else None
+            if client:
+                return _describe(host, True, pid, client)
+            if pid:  # running but mute: a hung dockerd only this lab would use is replaced
+                others = [u for u in _users(run) if u != lab_id]
+                if others:
+                    raise LabError(f"our dockerd (pid {pid}) does not answer on {host}; labs {', '.join(others)} "
+                                   f"use it; its log: {run / 'dockerd.log'}")
+                procs.stop(pid, budget=BUDGETS.docker_stop)
+            return start_dockerd(run)
+        except BaseException:
+            _release_locked(run, lab_id, None)
+            raise
 
 
 def sole_user(lab_id: str) -> bool:
@@ -146,20 +205,35 @@ def sole_user(lab_id: str) -> bool:
     return _users(runtime_dir()) in ([], [lab_id])
 
 
-def release_dockerd(engine: Engine, lab_id: str) -> str:
-    """Drop this lab from our dockerd's users; stop it when none is left (never the user's engine)."""
-    if not engine.ours:
-        return "not ours"
-    run = runtime_dir()
-    with FileLock(str(run / "lock")):
-        (run / "users" / lab_id).unlink(missing_ok=True)
-        others = _users(run)
-        if others:
-            return f"kept running for {len(others)} other lab(s)"
-        outcome = procs.stop(engine.pid, budget=BUDGETS.docker_stop)
-        swept = procs.sweep(SHARED_TAG)  # containerd and shims it may leave
-        shutil.rmtree(run, ignore_errors=True)  # the lock file goes too: the next lab makes a new one
+def release(lab_id: str, *, keep_log_in: Path | None = None) -> str:
+    """Drop this lab from our dockerd's users; stop the dockerd when none is left.
+
+    Needs no :class:`Engine`: ``lab down`` / ``lab prune`` of a failed boot (no ``lab.json``) release
+    by the lab id. ``keep_log_in``: a dir the dockerd's log is copied into before its runtime dir goes.
+    """
+    if not runtime_dir().exists():
+        return "not running"
+    with _lock():
+        return _release_locked(runtime_dir(), lab_id, keep_log_in)
+
+
+def _release_locked(run: Path, lab_id: str, keep_log_in: Path | None) -> str:
+    (run / "users" / lab_id).unlink(missing_ok=True)
+    others = _users(run)
+    if others:
+        return f"kept running for {len(others)} other lab(s)"
+    pid = dockerd_pid()
+    outcome = procs.stop(pid, budget=BUDGETS.docker_stop) if pid else "not running"
+    swept = procs.sweep(SHARED_TAG)  # containerd and shims it may leave
+    if keep_log_in is not None and (run / "dockerd.log").is_file() and keep_log_in.is_dir():
+        shutil.copy2(run / "dockerd.log", keep_log_in / "dockerd.log")
+    shutil.rmtree(run, ignore_errors=True)
     return outcome + (f" (and {', '.join(swept)})" if swept else "")
+
+
+def release_dockerd(engine: Engine, lab_id: str) -> str:
+    """:func:`release` for a lab's engine (never the user's engine)."""
+    return release(lab_id) if engine.ours else "not ours"
 
 
 def _read_pid(path: Path) -> int | None:
@@ -173,8 +247,12 @@ def start_dockerd(run: Path) -> Engine:
     """Start Debian's dockerd with a private socket, exec root and pid file, and a data root kept in
     the cache (prepared images stay imported); wait until it answers.
 
+    A dockerd that does not come up, or whose default bridge has no usable address, is stopped
+    before the error propagates.
+
     Raises:
-        LabError: dockerd is not installed or did not come up within ``dockerd_ready``.
+        LabError: dockerd is not installed, did not come up within ``dockerd_ready`` or has no
+            usable default bridge.
     """
     dockerd = shutil.which("dockerd")
     if dockerd is None:
@@ -195,7 +273,18 @@ def start_dockerd(run: Path) -> Engine:
         runtime = "regress-capdrop"
     log_file = run / "dockerd.log"
     pid = procs.spawn(cmd, log_file=log_file, lab_id=SHARED_TAG)
-    host = f"unix://{sock_path}"
+    try:
+        engine = _wait_described(f"unix://{sock_path}", pid, log_file)
+    except BaseException:  # a dockerd that did not come up or has no usable bridge is not left running
+        procs.stop(pid, budget=BUDGETS.docker_stop)
+        raise
+    if engine.runtime != runtime:
+        log.warning("dockerd reports default runtime %s, expected %s", engine.runtime, runtime)
+    return engine
+
+
+def _wait_described(host: str, pid: int, log_file: Path) -> Engine:
+    sock_path = Path(host.removeprefix("unix://"))
 
     def probe() -> docker.DockerClient | None:
         if not procs.alive(pid):
@@ -203,18 +292,14 @@ def start_dockerd(run: Path) -> Engine:
             raise LabError(f"dockerd exited during start; log {log_file}:\n" + "\n".join(tail))
         return _ping(host) if sock_path.exists() else None
 
-    try:
-        client = wait_for("our dockerd to answer on its socket", "dockerd_ready", probe, lambda c: c is not None,
-                          describe=lambda c: "socket not answering", evidence=str(log_file),
-                          wait=adaptive_wait(fast=0.05, slow=0.1))
-    except PollTimeout:
-        procs.stop(pid, budget=BUDGETS.docker_stop)
-        raise
+    client = wait_for("our dockerd to answer on its socket", "dockerd_ready", probe, lambda c: c is not None,
+                      describe=lambda c: "socket not answering", evidence=str(log_file),
+                      wait=adaptive_wait(fast=0.05, slow=0.1))
     assert client is not None
-    engine = _describe(host, True, pid, client)
-    if engine.runtime != runtime:
-        log.warning("dockerd reports default runtime %s, expected %s", engine.runtime, runtime)
-    return engine
+    try:
+        return _describe(host, True, pid, client)
+    except LabError as exc:
+        raise LabError(f"{exc}; dockerd's log: {log_file}") from None
 
 
 def ensure_image(engine: Engine, tag: str, tar: Path) -> None:
