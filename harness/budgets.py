@@ -32,6 +32,8 @@ class Budgets:
     runner_settle: float = 15.0  # job done → the runner's own end-of-job lines and container clean-up
     http_connect: float = 5.0
     http_read: float = 30.0
+    api_write: float = 30.0  # one write call to Forgejo (create repo, commit, dispatch) retried after transient failures
+    dispatch_lookup: float = 10.0  # Forgejo 11 only: a lost dispatch's run showing up as a task before we dispatch again
     prepare_step: float = 1800.0  # one `lab prepare` build step (debootstrap, go install)
     setup_cold: float = 60.0  # default "Set up job" budget, cold action cache
     setup_warm: float = 20.0  # default "Set up job" budget, warm action cache

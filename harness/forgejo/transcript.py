@@ -1,4 +1,9 @@
-"""An API transcript: every HTTP exchange as one redacted JSON line."""
+"""An API transcript: every HTTP exchange as one redacted JSON line.
+
+Besides the exchanges it holds requests that got no answer (``status`` null, ``error``) and events
+of the write retries (``event``: ``write-failed``, ``write-lookup``, ``write-recovered``,
+``write-gave-up``), so a bundle shows every retry and why it was (not) made.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +56,26 @@ class Transcript:
                     "response_body": redact_obj(body),
                 }
             )
+
+    def record_error(self, method: str, url: str, body: Any, error: str) -> None:
+        """Store a request that got no answer (connection refused or reset, timeout)."""
+        self._append(
+            {
+                "method": method.upper(),
+                "url": redact(url),
+                "request_json": redact_obj(body),
+                "status": None,
+                "error": redact(error),
+            }
+        )
+
+    def note(self, event: str, **fields: Any) -> None:
+        """Store an event that is not an exchange (a write retry, a lookup and what it found)."""
+        self._append({"event": event, **{k: redact_obj(v) for k, v in fields.items()}})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.append({"seq": len(self._records) + 1, "t": round(time.monotonic() - self._t0, 3), **record})
 
     def mark(self) -> int:
         """The current length, to slice what one test produced."""

@@ -55,13 +55,14 @@ def test_version_5xx_forever_gives_up_after_the_retries(replay):
 
 
 def test_post_500_is_not_retried(replay):
-    server = replay(NATIVE_OK["11.0.15"], faults=[Fault(r"^/api/v1/user/repos$", method="POST", status=500)])
+    """A POST outside the three guarded writes (create repo, commit, dispatch) stays a single attempt."""
+    server = replay(NATIVE_OK["11.0.15"], faults=[Fault(r"^/api/v1/admin/unadopted/", method="POST", status=500)])
     client = ForgejoClient(server.url, TOKEN)
     with pytest.raises(ApiError) as info:
-        client.create_repo("native-ok-replay")
+        client.adopt_repo("regress", "native-ok-replay")
     assert info.value.status == 500
     assert "HTTP 500" in str(info.value)
-    assert len(server.requests("POST", r"^/api/v1/user/repos$")) == 1
+    assert len(server.requests("POST", r"^/api/v1/admin/unadopted/")) == 1
 
 
 def test_create_repo_replays_the_recorded_answer(replay):
