@@ -1,19 +1,35 @@
-"""The version matrix (scenario × runner) and the upgrade gate (baseline vs candidate)."""
+"""The version matrix (scenario × runner) and the upgrade gate (baseline vs candidate).
+
+Pure functions on cell records: the table compares outcomes (pass / fail / inconclusive /
+skipped), and the gate calls a scenario a regression only on evidence: the baseline passed and
+the candidate failed. Where either side has no evidence (inconclusive, skipped, missing) the
+scenario is inconclusive, and so is the gate.
+"""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.outcome import Outcome
+
 REGRESSION = "regression"
+INCONCLUSIVE = "inconclusive"
 KNOWN_FAILURE = "known failure"
 FIXED = "fixed"
 FLAKY = "flaky"
 SAME = "same"
+
+GATE_PASSED = "passed"
+GATE_FAILED = "FAILED"
+GATE_INCONCLUSIVE = "INCONCLUSIVE"
+
+BASELINE_SCHEMA = "forgejo-runner-regress/baseline/1"
+_WORDS = {Outcome.PASS: "pass", Outcome.FAIL: "FAIL", Outcome.INCONCLUSIVE: "INCONCLUSIVE", Outcome.SKIPPED: "skipped"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +38,7 @@ class Cell:
 
     scenario: str
     runner: str
-    passed: bool
+    outcome: Outcome
     job: str | None
     violations: tuple[str, ...]
     setup_seconds: float | None
@@ -30,32 +46,47 @@ class Cell:
     cpu_setup_pct: float | None
     leftovers: int
     error: str | None
+    reason: str = ""
     shared: bool = False  # other jobs ran on the same runner meanwhile: CPU and cache figures include theirs
+
+    @property
+    def passed(self) -> bool:
+        """True for the outcome ``pass``."""
+        return self.outcome is Outcome.PASS
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Cell:
-        """Parse one ``result.json`` / cell record."""
+        """Parse one ``result.json`` / cell record (records without ``outcome`` fall back on ``passed``).
+
+        Raises:
+            KeyError: no scenario or runner.
+            ValueError: an outcome that is none of the four words.
+        """
         verdict = data.get("verdict") or {}
         obs = data.get("observations") or {}
         cpu = (obs.get("cpu") or {}).get("setup") or {}
+        error = data.get("error") or None
+        outcome = Outcome.parse(data.get("outcome"), passed=data.get("passed"))
+        reason = str(data.get("reason") or "")
+        if not reason and outcome is not Outcome.PASS:
+            reason = str(error or data.get("selfcheck_problem") or "").split("\n", 1)[0]
         return cls(
-            scenario=str(data["scenario"]), runner=str(data["runner"]), passed=bool(data.get("passed")),
+            scenario=str(data["scenario"]), runner=str(data["runner"]), outcome=outcome,
             job=verdict.get("job"), violations=tuple(v["rule"] for v in verdict.get("violations", [])),
             setup_seconds=verdict.get("setup_seconds"),
             cache_growth_mb=(obs.get("store_growth_mb") or {}).get("cache_server"),
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
-            error=(data.get("error") or None),
-            shared=bool(obs.get("shared_runner_with")),
+            error=error, reason=reason, shared=bool(obs.get("shared_runner_with")),
         )
 
 
 def load_cells(directory: Path) -> list[Cell]:
-    """Every cell record under ``directory`` (``*.json``)."""
+    """Every readable cell record under ``directory`` (``*.json``); unreadable files are left out."""
     cells = []
     for file in sorted(directory.glob("*.json")):
         try:
             cells.append(Cell.from_json(json.loads(file.read_text())))
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             continue
     return cells
 
@@ -70,12 +101,12 @@ def load_baseline(path: Path) -> list[Cell]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is not readable JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != "forgejo-runner-regress/baseline/1":
-        raise ValueError(f"{path} is not a forgejo-runner-regress baseline (no schema forgejo-runner-regress/baseline/1)")
+    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
+        raise ValueError(f"{path} is not a forgejo-runner-regress baseline (no schema {BASELINE_SCHEMA})")
     try:
         return [Cell.from_json(c) for c in data["cells"]]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path} has a malformed cell: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} has a malformed cell: {exc!r}") from None
 
 
 def group(cells: Iterable[Cell]) -> dict[str, dict[str, list[Cell]]]:
@@ -90,29 +121,47 @@ def _fmt(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
 
 
+def rate(cells: Sequence[Cell]) -> str:
+    """The outcome words of a cell's repeats: ``pass``, ``FAIL``, ``pass 3/3``, ``flaky 2/3``,
+    ``INCONCLUSIVE``, ``skipped``, or a mix such as ``flaky 1/3, INCONCLUSIVE 1/3``."""
+    counts = Counter(c.outcome for c in cells)
+    n = len(cells)
+    if len(counts) == 1:
+        (only,) = counts
+        return f"pass {n}/{n}" if only is Outcome.PASS and n > 1 else _WORDS[only]
+    parts = []
+    if counts[Outcome.PASS] and counts[Outcome.FAIL]:
+        parts.append(f"flaky {counts[Outcome.PASS]}/{n}")
+        counts = Counter({k: v for k, v in counts.items() if k not in (Outcome.PASS, Outcome.FAIL)})
+    parts += [f"{_WORDS[o]} {counts[o]}/{n}" for o in Outcome if counts[o]]
+    return ", ".join(parts)
+
+
+def _reason(cells: Sequence[Cell]) -> str:
+    """The reason of the last non-pass repeat, made safe for a markdown cell."""
+    reasons = [c.reason or (c.error or "") for c in cells if not c.passed]
+    text = (reasons[-1] if reasons else "").replace("|", "/").replace("\n", " ").strip()
+    return f" — {text[:160]}" if text else ""
+
+
 def _summary(cells: Sequence[Cell]) -> str:
-    passed = sum(c.passed for c in cells)
-    rate = "pass" if passed == len(cells) else ("FAIL" if passed == 0 else f"flaky {passed}/{len(cells)}")
-    if len(cells) > 1 and passed == len(cells):
-        rate = f"pass {passed}/{len(cells)}"
     last = cells[-1]
     rules = ",".join(dict.fromkeys(r for c in cells for r in c.violations)) or "-"
-    err = " error" if any(c.error for c in cells) else ""
     shared = " (shared runner)" if last.shared else ""
-    return (f"{rate}{err} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')} "
+    return (f"{rate(cells)} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')} "
             f"cpu={_fmt(last.cpu_setup_pct, '%')} cache+={_fmt(last.cache_growth_mb, 'MB')}{shared} "
-            f"left={last.leftovers} [{rules}]")
+            f"left={last.leftovers} [{rules}]{_reason(cells)}")
 
 
 def markdown_table(cells: Iterable[Cell]) -> str:
-    """The side-by-side table; rows whose cells differ between versions are marked ``◆``."""
+    """The side-by-side table; rows whose outcomes differ between runners are marked ``◆``."""
     table = group(cells)
     runners = sorted({r for row in table.values() for r in row})
     head = "| scenario | " + " | ".join(runners) + " |\n|---|" + "---|" * len(runners) + "\n"
     lines = []
     for scenario in sorted(table):
         row = table[scenario]
-        outcomes = {tuple(c.passed for c in row[r]) for r in runners if r in row}
+        outcomes = {tuple(c.outcome for c in row[r]) for r in runners if r in row}
         mark = " ◆" if len(outcomes) > 1 else ""
         cols = [_summary(row[r]) if r in row else "n/a" for r in runners]
         lines.append(f"| {scenario}{mark} | " + " | ".join(cols) + " |")
@@ -128,39 +177,59 @@ class GateFinding:
     why: str
 
 
-def gate(cells: Iterable[Cell], baseline: str, candidate: str, gate_on: Sequence[str] = ()) -> list[GateFinding]:
-    """Classify each scenario run on both versions.
+def _no_evidence(version: str, cells: Sequence[Cell]) -> str | None:
+    """Why ``cells`` are no evidence for ``version`` (None when every repeat passed or failed)."""
+    if not cells:
+        return f"no result on {version} (the cell did not run)"
+    gaps = [c for c in cells if c.outcome not in (Outcome.PASS, Outcome.FAIL)]
+    if not gaps:
+        return None
+    last = gaps[-1]
+    why = last.reason or last.error or "no reason recorded"
+    repeats = f" ({len(gaps)} of {len(cells)} repeats)" if len(cells) > 1 else ""
+    return f"{version} is {last.outcome}{repeats}: {why[:200]}"
 
-    regression: baseline passed every time, candidate failed at least once (flaky included);
-    known failure: failed on both; fixed: failed on baseline only; deltas named in ``gate_on``
-    (setup, cache, cpu, leftovers) turn a worse observation into a regression.
+
+def _classify(scenario: str, base: Sequence[Cell], cand: Sequence[Cell], baseline: str, candidate: str,
+              gate_on: Sequence[str]) -> GateFinding:
+    b_all = bool(base) and all(c.passed for c in base)
+    c_fail = [c for c in cand if c.outcome is Outcome.FAIL]
+    if b_all and c_fail:
+        flaky = len(c_fail) < len(cand)
+        rules = ",".join(dict.fromkeys(r for c in c_fail for r in c.violations)) or (c_fail[-1].reason or "failed")
+        return GateFinding(scenario, REGRESSION, f"{baseline} passed, {candidate} "
+                           f"{f'is flaky ({len(c_fail)} of {len(cand)} failed)' if flaky else 'failed'}: {rules[:200]}")
+    gap = _no_evidence(candidate, cand) or _no_evidence(baseline, base)
+    if gap:
+        return GateFinding(scenario, INCONCLUSIVE, gap)
+    c_all = all(c.passed for c in cand)
+    if not b_all:
+        if c_all:
+            return GateFinding(scenario, FIXED, f"fails on {baseline}, passes on {candidate}")
+        return GateFinding(scenario, KNOWN_FAILURE, "fails on both versions")
+    worse = _deltas(base[-1], cand[-1], gate_on)
+    if worse:
+        return GateFinding(scenario, REGRESSION, "; ".join(worse))
+    return GateFinding(scenario, SAME, "passes on both")
+
+
+def gate(cells: Iterable[Cell], baseline: str, candidate: str, gate_on: Sequence[str] = ()) -> list[GateFinding]:
+    """Classify each scenario that has a cell on the baseline or the candidate.
+
+    regression: the baseline passed every repeat and the candidate failed at least one (flaky
+    included), or a delta named in ``gate_on`` (setup, cache, cpu, leftovers) is worse;
+    inconclusive: either side is inconclusive, skipped or missing (no evidence, no approval);
+    known failure: failed on both; fixed: failed on the baseline only. No compared scenario at
+    all is one inconclusive finding (scenario ``*``).
     """
     findings = []
     for scenario, row in sorted(group(cells).items()):
-        base, cand = row.get(baseline), row.get(candidate)
-        if not base or not cand:
-            findings.append(GateFinding(scenario, "n/a", f"not run on both {baseline} and {candidate}"))
-            continue
-        b_all = all(c.passed for c in base)
-        c_all = all(c.passed for c in cand)
-        c_any = any(c.passed for c in cand)
-        if b_all and not c_all:
-            kind = FLAKY if c_any else REGRESSION
-            rules = ",".join(dict.fromkeys(r for c in cand for r in c.violations)) or (cand[-1].error or "failed")
-            findings.append(GateFinding(scenario, REGRESSION, f"{baseline} passed, {candidate} "
-                                        f"{'is flaky' if kind == FLAKY else 'failed'}: {rules[:200]}"))
-            continue
-        if not b_all and not c_all:
-            findings.append(GateFinding(scenario, KNOWN_FAILURE, "fails on both versions"))
-            continue
-        if not b_all and c_all:
-            findings.append(GateFinding(scenario, FIXED, f"fails on {baseline}, passes on {candidate}"))
-            continue
-        worse = _deltas(base[-1], cand[-1], gate_on)
-        if worse:
-            findings.append(GateFinding(scenario, REGRESSION, "; ".join(worse)))
-        else:
-            findings.append(GateFinding(scenario, SAME, "passes on both"))
+        base, cand = row.get(baseline, []), row.get(candidate, [])
+        if base or cand:
+            findings.append(_classify(scenario, base, cand, baseline, candidate, gate_on))
+    if not findings:
+        findings.append(GateFinding("*", INCONCLUSIVE, f"no scenario ran on {baseline} or {candidate}: "
+                                    "nothing was compared"))
     return findings
 
 
@@ -185,3 +254,24 @@ def _deltas(base: Cell, cand: Cell, gate_on: Sequence[str]) -> list[str]:
 def gate_failed(findings: Iterable[GateFinding]) -> bool:
     """True exactly when some scenario regressed."""
     return any(f.kind == REGRESSION for f in findings)
+
+
+def gate_verdict(findings: Sequence[GateFinding]) -> str:
+    """``FAILED`` (a regression), else ``INCONCLUSIVE`` (some scenario without evidence), else ``passed``."""
+    if gate_failed(findings):
+        return GATE_FAILED
+    if any(f.kind == INCONCLUSIVE for f in findings):
+        return GATE_INCONCLUSIVE
+    return GATE_PASSED
+
+
+def gate_line(findings: Sequence[GateFinding]) -> str:
+    """The gate's last line: ``gate passed …``, ``gate FAILED …`` or ``gate INCONCLUSIVE …``."""
+    verdict = gate_verdict(findings)
+    if verdict == GATE_FAILED:
+        names = ", ".join(f.scenario for f in findings if f.kind == REGRESSION)
+        return f"gate FAILED (regressed: {names})"
+    if verdict == GATE_INCONCLUSIVE:
+        names = ", ".join(f.scenario for f in findings if f.kind == INCONCLUSIVE)
+        return f"gate INCONCLUSIVE (no evidence for: {names}; an upgrade is not approved without it)"
+    return "gate passed (nothing regressed)"

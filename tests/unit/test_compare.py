@@ -1,4 +1,4 @@
-"""harness.compare: the side-by-side table and the upgrade gate."""
+"""harness.compare: the side-by-side table and the upgrade gate, on outcomes."""
 
 from __future__ import annotations
 
@@ -6,16 +6,37 @@ import json
 
 import pytest
 
-from harness.compare import FIXED, KNOWN_FAILURE, REGRESSION, SAME, Cell, gate, gate_failed, load_cells, markdown_table
+from harness.compare import (
+    FIXED,
+    GATE_FAILED,
+    GATE_INCONCLUSIVE,
+    GATE_PASSED,
+    INCONCLUSIVE,
+    KNOWN_FAILURE,
+    REGRESSION,
+    SAME,
+    Cell,
+    gate,
+    gate_failed,
+    gate_line,
+    gate_verdict,
+    load_baseline,
+    load_cells,
+    markdown_table,
+    rate,
+)
+from harness.outcome import Outcome
 
 BASE, CAND = "11.3.1", "12.1.2"
+P, F, I, S = Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE, Outcome.SKIPPED  # noqa: E741
 
 
-def cell(scenario="native-checkout", runner=BASE, passed=True, *, violations=(), setup=1.0, cache=None, cpu=None,
-         leftovers=0, error=None, job=None, shared=False):
-    return Cell(scenario=scenario, runner=runner, passed=passed, job=job or ("success" if passed else "failure"),
-                violations=tuple(violations), setup_seconds=setup, cache_growth_mb=cache, cpu_setup_pct=cpu,
-                leftovers=leftovers, error=error, shared=shared)
+def cell(scenario="native-checkout", runner=BASE, outcome=P, *, violations=(), setup=1.0, cache=None, cpu=None,
+         leftovers=0, error=None, job=None, shared=False, reason=""):
+    return Cell(scenario=scenario, runner=runner, outcome=outcome,
+                job=job or ("success" if outcome is P else "failure"), violations=tuple(violations),
+                setup_seconds=setup, cache_growth_mb=cache, cpu_setup_pct=cpu, leftovers=leftovers, error=error,
+                reason=reason, shared=shared)
 
 
 def kinds(findings):
@@ -32,12 +53,19 @@ def _row(table: str, scenario: str) -> str:
 def test_markdown_table_marks_differing_rows():
     table = markdown_table([
         cell("same", BASE), cell("same", CAND),
-        cell("differs", BASE), cell("differs", CAND, passed=False, violations=["green-steps-failed-job"]),
+        cell("differs", BASE), cell("differs", CAND, F, violations=["green-steps-failed-job"]),
     ])
     assert table.splitlines()[0] == f"| scenario | {BASE} | {CAND} |"
     assert "◆" in _row(table, "differs")
     assert "◆" not in _row(table, "same")
     assert "[green-steps-failed-job]" in _row(table, "differs")
+
+
+def test_markdown_table_mark_compares_outcomes_not_pass_flags():
+    """Inconclusive and fail are both "not passed"; the table still tells them apart."""
+    table = markdown_table([cell("s", BASE, F), cell("s", CAND, I, reason="API 502 after retries")])
+    assert "◆" in _row(table, "s")
+    assert "◆" not in _row(markdown_table([cell("s", BASE, S), cell("s", CAND, S)]), "s")
 
 
 def test_markdown_table_missing_runner_is_na():
@@ -47,53 +75,115 @@ def test_markdown_table_missing_runner_is_na():
 
 
 def test_markdown_table_repeats():
-    table = markdown_table([cell("s", BASE), cell("s", BASE), cell("s", CAND), cell("s", CAND, passed=False)])
+    table = markdown_table([cell("s", BASE), cell("s", BASE), cell("s", CAND), cell("s", CAND, F)])
     row = _row(table, "s")
     assert "◆" in row
     assert "pass 2/2" in row and "flaky 1/2" in row
 
 
-def test_markdown_table_values():
-    row = _row(markdown_table([cell("s", BASE, setup=12.34, cache=5.0, cpu=80.0, leftovers=2, error="boom")]), "s")
-    assert "pass error" in row and "setup=12.3s" in row and "cpu=80.0%" in row and "cache+=5.0MB" in row
-    assert "left=2" in row and "[-]" in row
+@pytest.mark.parametrize(
+    ("outcomes", "words"),
+    [
+        ((P,), "pass"), ((F,), "FAIL"), ((I,), "INCONCLUSIVE"), ((S,), "skipped"), ((P, P, P), "pass 3/3"),
+        ((P, F, P), "flaky 2/3"), ((P, F, I), "flaky 1/3, INCONCLUSIVE 1/3"), ((P, I), "pass 1/2, INCONCLUSIVE 1/2"),
+        ((F, F, S), "FAIL 2/3, skipped 1/3"),
+    ],
+)
+def test_rate_words(outcomes, words):
+    assert rate([cell(outcome=o) for o in outcomes]) == words
+
+
+def test_markdown_table_values_and_reason_of_non_pass_cells():
+    row = _row(markdown_table([cell("s", BASE, setup=12.34, cache=5.0, cpu=80.0, leftovers=2)]), "s")
+    assert row.startswith("| s | pass job=success") and "setup=12.3s" in row and "cpu=80.0%" in row
+    assert "cache+=5.0MB" in row and "left=2" in row and "[-]" in row and "—" not in row
+    row = _row(markdown_table([cell("s", BASE, I, reason="POST /repos → 502 | after 3 tries")]), "s")
+    assert "INCONCLUSIVE" in row and "— POST /repos → 502 / after 3 tries" in row  # no stray column
+    assert row.count("|") == 3
 
 
 def test_markdown_table_all_failed():
-    assert "FAIL" in _row(markdown_table([cell("s", BASE, passed=False)]), "s")
+    row = _row(markdown_table([cell("s", BASE, F, reason="unexpected-job-result: job failure")]), "s")
+    assert "FAIL" in row and "unexpected-job-result: job failure" in row
 
 
 # -- gate ------------------------------------------------------------------------------------------------
 
 
 def test_gate_regression():
-    findings = gate([cell(runner=BASE), cell(runner=CAND, passed=False, violations=["green-steps-failed-job"])],
+    findings = gate([cell(runner=BASE), cell(runner=CAND, outcome=F, violations=["green-steps-failed-job"])],
                     BASE, CAND)
     assert kinds(findings) == {"native-checkout": REGRESSION}
     assert "green-steps-failed-job" in findings[0].why and "failed" in findings[0].why
-    assert gate_failed(findings)
+    assert gate_failed(findings) and gate_verdict(findings) == GATE_FAILED
+    assert gate_line(findings) == "gate FAILED (regressed: native-checkout)"
 
 
-def test_gate_regression_uses_error_when_no_rule():
-    findings = gate([cell(runner=BASE), cell(runner=CAND, passed=False, error="target could not be set up")], BASE, CAND)
-    assert "target could not be set up" in findings[0].why
+def test_gate_regression_uses_reason_when_no_rule():
+    findings = gate([cell(runner=BASE), cell(runner=CAND, outcome=F, reason="marker missing")], BASE, CAND)
+    assert findings[0].kind == REGRESSION and "marker missing" in findings[0].why
+
+
+def test_harness_error_on_candidate_is_inconclusive_never_a_regression():
+    """The old gate used `passed`: an API error on our side read as a runner regression."""
+    findings = gate([cell(runner=BASE), cell(runner=CAND, outcome=I, error="POST /api/v1/user/repos: 502 Bad Gateway",
+                                               reason="POST /api/v1/user/repos: 502 Bad Gateway")], BASE, CAND)
+    assert kinds(findings) == {"native-checkout": INCONCLUSIVE}
+    assert "12.1.2 is inconclusive" in findings[0].why and "502 Bad Gateway" in findings[0].why
+    assert not gate_failed(findings) and gate_verdict(findings) == GATE_INCONCLUSIVE
+    assert gate_line(findings).startswith("gate INCONCLUSIVE (no evidence for: native-checkout")
+
+
+@pytest.mark.parametrize(
+    ("base", "cand", "says"),
+    [
+        ([P], [S], "12.1.2 is skipped: needs a Docker engine"),
+        ([P], [], "no result on 12.1.2"),
+        ([I], [P], "11.3.1 is inconclusive"),
+        ([], [P], "no result on 11.3.1"),
+        ([I], [F], "11.3.1 is inconclusive"),  # a failing candidate is no regression against an unknown baseline
+        ([F], [I], "12.1.2 is inconclusive"),
+        ([P, P], [P, I], "12.1.2 is inconclusive (1 of 2 repeats)"),
+    ],
+)
+def test_gate_without_evidence_on_either_side_is_inconclusive(base, cand, says):
+    cells = ([cell(runner=BASE, outcome=o, reason="lab did not boot") for o in base]
+             + [cell(runner=CAND, outcome=o, reason="needs a Docker engine") for o in cand])
+    findings = gate(cells, BASE, CAND)
+    assert kinds(findings) == {"native-checkout": INCONCLUSIVE}
+    assert says in findings[0].why
+    assert gate_verdict(findings) == GATE_INCONCLUSIVE
+
+
+def test_gate_failed_outweighs_inconclusive():
+    cells = [cell("a", BASE), cell("a", CAND, F), cell("b", BASE), cell("b", CAND, I)]
+    findings = gate(cells, BASE, CAND)
+    assert kinds(findings) == {"a": REGRESSION, "b": INCONCLUSIVE}
+    assert gate_verdict(findings) == GATE_FAILED
+
+
+def test_gate_candidate_failing_some_repeats_with_others_inconclusive_is_a_regression():
+    findings = gate([cell(runner=BASE), cell(runner=CAND, outcome=F, violations=["runner-stalled"]),
+                     cell(runner=CAND, outcome=I)], BASE, CAND)
+    assert kinds(findings) == {"native-checkout": REGRESSION}
+    assert "is flaky (1 of 2 failed)" in findings[0].why
 
 
 def test_gate_known_failure():
-    findings = gate([cell(runner=BASE, passed=False), cell(runner=CAND, passed=False)], BASE, CAND)
+    findings = gate([cell(runner=BASE, outcome=F), cell(runner=CAND, outcome=F)], BASE, CAND)
     assert kinds(findings) == {"native-checkout": KNOWN_FAILURE}
-    assert not gate_failed(findings)
+    assert gate_verdict(findings) == GATE_PASSED
 
 
 def test_gate_fixed():
-    findings = gate([cell(runner=BASE, passed=False), cell(runner=CAND)], BASE, CAND)
+    findings = gate([cell(runner=BASE, outcome=F), cell(runner=CAND)], BASE, CAND)
     assert kinds(findings) == {"native-checkout": FIXED}
-    assert not gate_failed(findings)
+    assert gate_verdict(findings) == GATE_PASSED and gate_line(findings) == "gate passed (nothing regressed)"
 
 
 def test_gate_flaky_candidate_is_a_regression():
     cells = [cell(runner=BASE), cell(runner=BASE), cell(runner=BASE),
-             cell(runner=CAND), cell(runner=CAND, passed=False, violations=["runner-stalled"]), cell(runner=CAND)]
+             cell(runner=CAND), cell(runner=CAND, outcome=F, violations=["runner-stalled"]), cell(runner=CAND)]
     findings = gate(cells, BASE, CAND)
     assert kinds(findings) == {"native-checkout": REGRESSION}
     assert "is flaky" in findings[0].why and "runner-stalled" in findings[0].why
@@ -101,7 +191,7 @@ def test_gate_flaky_candidate_is_a_regression():
 
 
 def test_gate_flaky_baseline_failing_candidate_is_known_failure():
-    cells = [cell(runner=BASE), cell(runner=BASE, passed=False), cell(runner=CAND, passed=False)]
+    cells = [cell(runner=BASE), cell(runner=BASE, outcome=F), cell(runner=CAND, outcome=F)]
     assert kinds(gate(cells, BASE, CAND)) == {"native-checkout": KNOWN_FAILURE}
 
 
@@ -143,24 +233,26 @@ def test_gate_does_not_compare_figures_of_a_shared_runner():
     assert "cache+=90.0MB (shared runner)" in row
 
 
-def test_cell_from_json_reads_shared():
-    data = {"scenario": "s", "runner": CAND, "passed": True, "observations": {"shared_runner_with": ["x-12.1.2"]}}
-    assert Cell.from_json(data).shared and not Cell.from_json({**data, "observations": {}}).shared
-
-
 def test_gate_uses_last_repeat_for_deltas():
     cells = [cell(runner=BASE, setup=10), cell(runner=CAND, setup=100), cell(runner=CAND, setup=10)]
     assert kinds(gate(cells, BASE, CAND, ["setup"])) == {"native-checkout": SAME}
 
 
-def test_gate_not_run_on_both():
-    findings = gate([cell("a", BASE), cell("b", CAND)], BASE, CAND)
-    assert kinds(findings) == {"a": "n/a", "b": "n/a"}
-    assert not gate_failed(findings)
+def test_gate_scenario_on_one_side_only_is_inconclusive():
+    findings = gate([cell("a", BASE), cell("b", CAND), cell("c", "12.0.1")], BASE, CAND)
+    assert kinds(findings) == {"a": INCONCLUSIVE, "b": INCONCLUSIVE}  # c: on neither gate runner, not compared
+    assert "no result on 12.1.2" in findings[0].why and "no result on 11.3.1" in findings[1].why
+
+
+def test_gate_with_nothing_compared_is_inconclusive():
+    findings = gate([cell("c", "12.0.1")], BASE, CAND)
+    assert kinds(findings) == {"*": INCONCLUSIVE}
+    assert "nothing was compared" in findings[0].why
+    assert gate_verdict(gate([], BASE, CAND)) == GATE_INCONCLUSIVE
 
 
 def test_gate_failed_any_regression():
-    findings = gate([cell("a", BASE), cell("a", CAND), cell("b", BASE), cell("b", CAND, passed=False)], BASE, CAND)
+    findings = gate([cell("a", BASE), cell("a", CAND), cell("b", BASE), cell("b", CAND, F)], BASE, CAND)
     assert kinds(findings) == {"a": SAME, "b": REGRESSION}
     assert gate_failed(findings)
     assert not gate_failed([])
@@ -169,9 +261,15 @@ def test_gate_failed_any_regression():
 # -- cell records ----------------------------------------------------------------------------------------
 
 
+def test_cell_from_json_reads_shared():
+    data = {"scenario": "s", "runner": CAND, "passed": True, "observations": {"shared_runner_with": ["x-12.1.2"]}}
+    assert Cell.from_json(data).shared and not Cell.from_json({**data, "observations": {}}).shared
+
+
 def test_cell_from_json_and_load(tmp_path):
     record = {
-        "scenario": "qemu-buildx", "runner": CAND, "passed": False,
+        "scenario": "qemu-buildx", "runner": CAND, "outcome": "fail", "reason": "setup-over-budget: 12.5s",
+        "passed": False,
         "verdict": {"job": "failure", "setup_seconds": 12.5,
                     "violations": [{"rule": "setup-over-budget"}, {"rule": "marker-missing"}]},
         "observations": {"cpu": {"setup": {"runner_pct": 55.0}}, "store_growth_mb": {"cache_server": 3.5},
@@ -181,25 +279,32 @@ def test_cell_from_json_and_load(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(record))
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "partial.json").write_text(json.dumps({"runner": CAND}))
+    (tmp_path / "bad-outcome.json").write_text(json.dumps({**record, "outcome": "maybe"}))
     cells = load_cells(tmp_path)
-    assert cells == [Cell("qemu-buildx", CAND, False, "failure", ("setup-over-budget", "marker-missing"), 12.5, 3.5,
-                          55.0, 2, None)]
+    assert cells == [Cell("qemu-buildx", CAND, F, "failure", ("setup-over-budget", "marker-missing"), 12.5, 3.5,
+                          55.0, 2, None, "setup-over-budget: 12.5s")]
+
+
+def test_records_from_before_outcomes_fall_back_on_passed():
+    old = {"scenario": "s", "runner": "r", "passed": False, "error": "the target could not be set up\nmore"}
+    c = Cell.from_json(old)
+    assert c.outcome is F and c.reason == "the target could not be set up"
+    assert Cell.from_json({**old, "passed": True, "error": None}).outcome is P
+    assert Cell.from_json({**old, "outcome": "inconclusive"}).outcome is I
 
 
 def test_cell_from_json_minimal():
     c = Cell.from_json({"scenario": "s", "runner": "r"})
-    assert (c.passed, c.job, c.violations, c.setup_seconds, c.leftovers, c.error) == (False, None, (), None, 0, None)
+    assert (c.outcome, c.job, c.violations, c.setup_seconds, c.leftovers, c.error) == (F, None, (), None, 0, None)
 
 
 def test_golden_baseline_round_trip_and_refusals(tmp_path):
-    from harness.compare import load_baseline
-
     record = {"scenario": "qemu-buildx", "runner": "11.3.1", "passed": True,
               "verdict": {"job": "success", "violations": [], "setup_seconds": 1.0}, "observations": {}}
     good = tmp_path / "golden.json"
     good.write_text(json.dumps({"schema": "forgejo-runner-regress/baseline/1", "cells": [record]}))
-    (cell,) = load_baseline(good)
-    assert cell.scenario == "qemu-buildx" and cell.runner == "11.3.1" and cell.passed
+    (golden,) = load_baseline(good)
+    assert golden.scenario == "qemu-buildx" and golden.runner == "11.3.1" and golden.passed
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps({"cells": [record]}))
     with pytest.raises(ValueError, match="not a forgejo-runner-regress baseline"):
@@ -208,3 +313,7 @@ def test_golden_baseline_round_trip_and_refusals(tmp_path):
     broken.write_text("{")
     with pytest.raises(ValueError, match="not readable JSON"):
         load_baseline(broken)
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"schema": "forgejo-runner-regress/baseline/1", "cells": [{**record, "outcome": "?"}]}))
+    with pytest.raises(ValueError, match="malformed cell"):
+        load_baseline(odd)
