@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from harness.cell import CellResult, run_cell
 from harness.config import Settings
 from harness.errors import ConfigError, HarnessError
 from harness.evidence import SCHEMA
+from harness.outcome import Outcome
 from harness.scenarios import Scenario, load
 from harness.target import boot_lab, open_lab, plan_lab
 from harness.versions import Version
@@ -87,37 +88,114 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
 
 
 def same_verdict(bundle: BundleInfo, result: CellResult) -> tuple[bool, str]:
-    """Compare the new verdict with the bundled one (rule sets; errors never match)."""
+    """Compare the new verdict with the bundled one (rule sets; a run without a verdict never matches)."""
     if result.verdict is None:
-        return False, f"no verdict this time: {result.error}"
+        return False, f"no verdict this time: {result.reason or result.error}"
     new = tuple(result.verdict.rules())
     if set(new) == set(bundle.rules):
         return True, f"same verdict: {sorted(new) or 'no violation'}"
     return False, f"different verdict: bundled {sorted(bundle.rules)}, now {sorted(new)}"
 
 
-def bisect(settings: Settings, scenario: Scenario, versions: Sequence[Version], *,
-           notify: Notify = print) -> tuple[Version | None, dict[str, bool]]:
-    """First version (in order) where the scenario fails, by binary search; every tested version's outcome."""
-    tested: dict[str, bool] = {}
+@dataclass(frozen=True)
+class Probe:
+    """One version's answer in a bisect: its outcome and, when not pass or fail, why."""
 
-    def passes(version: Version) -> bool:
-        key = str(version)
+    outcome: Outcome
+    reason: str = ""
+    runs: int = 1
+
+
+@dataclass(frozen=True)
+class BisectResult:
+    """What a bisect found.
+
+    ``first_bad`` is the first failing version, or None (the bad end passes, or an end is
+    inconclusive: ``note`` says which). ``unsure`` lists inconclusive versions just before
+    ``first_bad``: the first bad version may be any of them (never counted as bad).
+    """
+
+    first_bad: Version | None
+    tested: Mapping[str, Probe]
+    unsure: tuple[Version, ...] = ()
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        """True when one version was pinned down."""
+        return self.first_bad is not None and not self.unsure
+
+
+CellRunner = Callable[[Version], Any]  # runs the scenario on one version: an object with .outcome and .reason
+
+
+def _probe(run: CellRunner, version: Version, notify: Notify) -> Probe:
+    """Run one version; an inconclusive answer (or a lab that did not boot) is re-run once."""
+    outcome, reason = Outcome.INCONCLUSIVE, ""
+    for attempt in (1, 2):
+        try:
+            result = run(version)
+            outcome, reason = Outcome(result.outcome), str(result.reason or "")
+        except HarnessError as exc:
+            outcome, reason = Outcome.INCONCLUSIVE, f"the lab run failed: {str(exc).splitlines()[0]}"
+        if outcome is not Outcome.INCONCLUSIVE:
+            break
+        notify(f"{version}: inconclusive ({reason})" + ("; running it once more" if attempt == 1 else ""))
+    word = {Outcome.PASS: "good", Outcome.FAIL: "bad"}.get(outcome, f"{outcome}, neither good nor bad")
+    notify(f"{version}: {word}")
+    return Probe(outcome, "" if outcome in (Outcome.PASS, Outcome.FAIL) else reason, attempt)
+
+
+def bisect_versions(run: CellRunner, scenario: str, versions: Sequence[Version], *,
+                    notify: Notify = print) -> BisectResult:
+    """First version (in order) where ``run`` fails, by binary search; inconclusive versions are
+    left out of the search like ``git bisect skip`` and never marked bad.
+
+    Raises:
+        HarnessError: the good end fails too (nothing to bisect).
+    """
+    tested: dict[str, Probe] = {}
+
+    def probe(i: int) -> Outcome:
+        key = str(versions[i])
         if key not in tested:
-            result = run_on_lab(settings, scenario, [version], notify=notify)[key]
-            tested[key] = result.passed
-            notify(f"{version}: {'good' if result.passed else 'bad'}")
-        return tested[key]
+            tested[key] = _probe(run, versions[i], notify)
+        return tested[key].outcome
 
     lo, hi = 0, len(versions) - 1
-    if passes(versions[hi]):
-        return None, tested
-    if not passes(versions[lo]):
-        raise HarnessError(f"the good version {versions[lo]} fails {scenario.name} too; nothing to bisect")
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passes(versions[mid]):
+    end = probe(hi)
+    if end is Outcome.PASS:
+        return BisectResult(None, tested, note=f"{versions[hi]} passes {scenario}: nothing to bisect")
+    if end is not Outcome.FAIL:
+        return BisectResult(None, tested, note=f"the bad version {versions[hi]} is {end}: "
+                                               f"{tested[str(versions[hi])].reason}")
+    start = probe(lo)
+    if start is Outcome.FAIL:
+        raise HarnessError(f"the good version {versions[lo]} fails {scenario} too; nothing to bisect")
+    if start is not Outcome.PASS:
+        return BisectResult(None, tested, note=f"the good version {versions[lo]} is {start}: "
+                                               f"{tested[str(versions[lo])].reason}")
+    skipped: set[int] = set()
+    while inner := [i for i in range(lo + 1, hi) if i not in skipped]:
+        mid = min(inner, key=lambda i: abs(i - (lo + hi) / 2))
+        answer = probe(mid)
+        if answer is Outcome.PASS:
             lo = mid
-        else:
+        elif answer is Outcome.FAIL:
             hi = mid
-    return versions[hi], tested
+        else:
+            skipped.add(mid)
+    unsure = tuple(versions[i] for i in range(lo + 1, hi))
+    note = (f"the first bad version is one of {', '.join(map(str, unsure))} (inconclusive) or {versions[hi]}"
+            if unsure else "")
+    return BisectResult(versions[hi], tested, unsure, note)
+
+
+def bisect(settings: Settings, scenario: Scenario, versions: Sequence[Version], *,
+           notify: Notify = print) -> BisectResult:
+    """:func:`bisect_versions` with each version run on a fresh lab."""
+
+    def run(version: Version) -> CellResult:
+        return run_on_lab(settings, scenario, [version], notify=notify)[str(version)]
+
+    return bisect_versions(run, scenario.name, versions, notify=notify)

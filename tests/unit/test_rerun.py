@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 
 import pytest
 
 from harness import rerun
 from harness.cell import CellResult
 from harness.errors import ConfigError, HarnessError
+from harness.outcome import Outcome
 from harness.scenarios import WORKFLOWS_DIR
 from harness.versions import Version
 
@@ -69,30 +71,112 @@ def test_same_verdict_compares_rule_sets(tmp_path):
     assert not same and "different verdict" in why
 
 
+@dataclass(frozen=True)
+class FakeCell:
+    """What bisect reads from a cell result."""
+
+    outcome: Outcome
+    reason: str = ""
+
+
+VERSIONS = [Version.parse(v) for v in ("11.3.1", "11.4.0", "12.0.1", "12.1.0", "12.1.2")]
+
+
+def fake_runner(answers, calls):
+    """A cell runner answering from a table: version → list of outcomes, one per run (the last repeats)."""
+
+    def run(version):
+        calls.append(str(version))
+        script = answers(version)
+        if isinstance(script, Exception):
+            raise script
+        outcome = script[min(calls.count(str(version)), len(script)) - 1]
+        return FakeCell(outcome, "" if outcome in (Outcome.PASS, Outcome.FAIL) else "POST /repos: 502")
+
+    return run
+
+
 @pytest.mark.parametrize(
     ("bad_from", "expected"),
     [("12.0.1", "12.0.1"), ("12.1.2", "12.1.2"), ("11.4.0", "11.4.0"), ("99.0.0", None)],
 )
-def test_bisect_finds_the_first_bad_version(monkeypatch, bad_from, expected):
-    versions = [Version.parse(v) for v in ("11.3.1", "11.4.0", "12.0.1", "12.1.0", "12.1.2")]
+def test_bisect_finds_the_first_bad_version(bad_from, expected):
     calls = []
-
-    def fake_run_on_lab(settings, scenario, vs, notify):
-        (v,) = vs
-        calls.append(v)
-        result = _result([] if v < Version.parse(bad_from) else ["unexpected-job-result"])
-        result.observations["selfcheck"] = False
-        return {str(v): result}
-
-    monkeypatch.setattr(rerun, "run_on_lab", fake_run_on_lab)
-    first_bad, _tested = rerun.bisect(None, None, versions, notify=lambda s: None)
-    assert first_bad == (Version.parse(expected) if expected else None)
+    run = fake_runner(lambda v: [Outcome.PASS if v < Version.parse(bad_from) else Outcome.FAIL], calls)
+    found = rerun.bisect_versions(run, "native-checkout", VERSIONS, notify=lambda s: None)
+    assert found.first_bad == (Version.parse(expected) if expected else None)
+    assert found.exact == (expected is not None)
     assert len(calls) == len(set(calls)) <= 4  # binary search, each version at most once
 
 
-def test_bisect_refuses_a_failing_good_version(monkeypatch):
-    monkeypatch.setattr(rerun, "run_on_lab", lambda settings, scenario, vs, notify: {
-        str(vs[0]): _result(["unexpected-job-result"])})
+def test_bisect_through_a_lab_run(monkeypatch):
+    """bisect() runs each version on a lab of its own (run_on_lab replaced by the fake)."""
+    calls = []
+    run = fake_runner(lambda v: [Outcome.PASS if v < Version(12, 1, 0) else Outcome.FAIL], calls)
+    monkeypatch.setattr(rerun, "run_on_lab", lambda settings, scenario, vs, notify: {str(vs[0]): run(vs[0])})
+    scenario = type("S", (), {"name": "native-checkout"})()
+    assert rerun.bisect(None, scenario, VERSIONS, notify=lambda s: None).first_bad == Version(12, 1, 0)
+
+
+def test_an_inconclusive_version_is_rerun_once_then_left_out_never_bad():
+    """12.0.1 is inconclusive twice (our side failed): re-run once, then skipped like git bisect skip."""
+    calls, said = [], []
+
+    def answers(v):
+        if v == Version(12, 0, 1):
+            return [Outcome.INCONCLUSIVE]
+        return [Outcome.PASS if v < Version(12, 1, 2) else Outcome.FAIL]
+
+    found = rerun.bisect_versions(fake_runner(answers, calls), "native-checkout", VERSIONS, notify=said.append)
+    assert calls.count("12.0.1") == 2
+    assert found.tested["12.0.1"].outcome is Outcome.INCONCLUSIVE and found.tested["12.0.1"].runs == 2
+    assert "502" in found.tested["12.0.1"].reason
+    assert found.first_bad == Version(12, 1, 2) and found.unsure == () and found.exact  # 12.1.0 passed after it
+    assert "12.0.1: inconclusive (POST /repos: 502); running it once more" in said
+    assert not any(line.startswith("12.0.1: bad") for line in said)
+
+
+def test_an_inconclusive_version_next_to_the_first_bad_one_leaves_the_answer_unsure():
+    def answers(v):
+        if v == Version(12, 0, 1):
+            return [Outcome.INCONCLUSIVE]
+        return [Outcome.PASS if v < Version(12, 0, 1) else Outcome.FAIL]
+
+    found = rerun.bisect_versions(fake_runner(answers, []), "native-checkout", VERSIONS, notify=lambda s: None)
+    assert found.first_bad == Version(12, 1, 0) and found.unsure == (Version(12, 0, 1),) and not found.exact
+    assert "one of 12.0.1 (inconclusive) or 12.1.0" in found.note
+
+
+def test_an_inconclusive_run_that_passes_on_the_rerun_counts():
+    calls = []
+
+    def answers(v):
+        if v == Version(12, 0, 1):
+            return [Outcome.INCONCLUSIVE, Outcome.FAIL]
+        return [Outcome.PASS if v < Version(12, 0, 1) else Outcome.FAIL]
+
+    found = rerun.bisect_versions(fake_runner(answers, calls), "native-checkout", VERSIONS, notify=lambda s: None)
+    assert found.first_bad == Version(12, 0, 1) and found.exact
+    assert found.tested["12.0.1"].runs == 2 and found.tested["12.0.1"].reason == ""
+
+
+@pytest.mark.parametrize("end", ["good", "bad"])
+def test_an_inconclusive_end_stops_the_bisect_without_a_bad_version(end):
+    inconclusive = VERSIONS[0] if end == "good" else VERSIONS[-1]
+
+    def answers(v):
+        if v == inconclusive:
+            return HarnessError("lab did not boot: forgejo exited 1\nlog: /x")
+        return [Outcome.PASS if v < Version(12, 0, 1) else Outcome.FAIL]
+
+    calls = []
+    found = rerun.bisect_versions(fake_runner(answers, calls), "native-checkout", VERSIONS, notify=lambda s: None)
+    assert found.first_bad is None and not found.exact
+    assert f"the {end} version {inconclusive} is inconclusive: the lab run failed: lab did not boot" in found.note
+    assert calls.count(str(inconclusive)) == 2
+
+
+def test_bisect_refuses_a_failing_good_version():
     with pytest.raises(HarnessError, match=r"the good version 11\.3\.1 fails"):
-        rerun.bisect(None, type("S", (), {"name": "x"})(), [Version(11, 3, 1), Version(12, 1, 2)],
-                     notify=lambda s: None)
+        rerun.bisect_versions(fake_runner(lambda v: [Outcome.FAIL], []), "x", [Version(11, 3, 1), Version(12, 1, 2)],
+                              notify=lambda s: None)
