@@ -170,6 +170,7 @@ def _settings(args: argparse.Namespace, extra: dict[str, object] | None = None) 
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
+    from harness.outcome import Outcome
     from harness.rerun import read_bundle, run_on_lab, same_verdict
 
     bundle = read_bundle(Path(args.bundle))
@@ -184,12 +185,17 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     result = run_on_lab(_settings(args, knobs), bundle.scenario, [version], notify=_print)[str(version)]
     if result.verdict is not None:
         _print(result.verdict.table())
+    new_bundle = f"\nnew bundle: {result.bundle}" if result.bundle else ""
+    if result.outcome in (Outcome.INCONCLUSIVE, Outcome.SKIPPED):
+        _print(f"{str(result.outcome).upper()}: {result.reason} (this re-run says nothing about the runner){new_bundle}")
+        return 2
     same, why = same_verdict(bundle, result)
-    _print(why + (f"\nnew bundle: {result.bundle}" if result.bundle else ""))
+    _print(why + new_bundle)
     return 0 if same else 1
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.outcome import Outcome
     from harness.rerun import bisect
     from harness.scenarios import load
 
@@ -202,12 +208,17 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise HarnessError(f"bisect needs binaries for {good} and {bad} in {binaries.bin_dir()}")
     if skipped:
         _print(f"no binary for {', '.join(skipped)}: left out")
-    first_bad, tested = bisect(_settings(args), load(args.scenario), usable, notify=_print)
-    if first_bad is None:
-        _print(f"{bad} passes {args.scenario}: nothing to bisect")
+    found = bisect(_settings(args), load(args.scenario), usable, notify=_print)
+    tested = ", ".join(f"{v} {p.outcome}" + (f" ({p.reason})" if p.reason else "") for v, p in found.tested.items())
+    _print(f"tested: {tested}")
+    if found.exact:
+        _print(f"first bad version: {found.first_bad}")
+        return 0
+    if found.first_bad is None and found.tested[str(bad)].outcome is Outcome.PASS:
+        _print(found.note)
         return 1
-    _print(f"first bad version: {first_bad} (tested: {tested})")
-    return 0
+    _print(f"INCONCLUSIVE: {found.note}")  # an inconclusive version is never reported as bad
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
