@@ -1,0 +1,238 @@
+"""What a session leaves behind and how it ends: cell records, report.md / report.json / index.md,
+golden baselines, the upgrade gate and the session's exit status.
+
+Pure functions on files and plain values (no pytest import): the plugin's ``pytest_sessionfinish``
+collects what pytest reported about each test into :class:`ReportedTest` values and calls :func:`finish`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import compare
+from harness.evidence import safe_name, write_index
+from harness.outcome import Outcome
+
+EXIT_OK = 0  # pytest.ExitCode.OK
+EXIT_TESTS_FAILED = 1  # pytest.ExitCode.TESTS_FAILED
+CELLS_DIR = "cells"
+
+
+@dataclass(frozen=True)
+class ReportedTest:
+    """What pytest reported about one test, every phase folded together.
+
+    ``scenario`` and ``runner`` are set for scenario cells (from the item's user properties).
+    """
+
+    nodeid: str
+    scenario: str | None = None
+    runner: str | None = None
+    failed: tuple[str, ...] = ()  # the phases that failed: setup, call, teardown
+    skipped: str | None = None  # the skip reason
+    message: str = ""  # the first line of the first failure
+
+    @property
+    def is_cell(self) -> bool:
+        """True for a scenario × runner test."""
+        return self.scenario is not None and self.runner is not None
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """The gate's options: ``baseline`` is None with a golden file holding exactly one runner."""
+
+    candidate: str
+    baseline: str | None = None
+    gate_on: tuple[str, ...] = ()
+    golden: Path | None = None  # --compare-baseline
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """What :func:`finish` wrote and decided."""
+
+    records: tuple[Mapping[str, Any], ...] = ()
+    problems: tuple[str, ...] = ()  # record files that could not be read
+    findings: tuple[compare.GateFinding, ...] | None = None  # None: no gate requested
+    baseline: str | None = None
+    exit_status: int | None = None  # None: leave pytest's own
+    written: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def gate_line(self) -> str | None:
+        """``gate passed …``, ``gate FAILED …``, ``gate INCONCLUSIVE …`` (None without a gate)."""
+        return None if self.findings is None else compare.gate_line(self.findings)
+
+
+# -- cell records --------------------------------------------------------------------------------------
+
+
+def write_record(run_dir: Path, test_name: str, record: Mapping[str, Any]) -> Path:
+    """Write one cell record to ``<run_dir>/cells/<test>.json``."""
+    cells = run_dir / CELLS_DIR
+    cells.mkdir(parents=True, exist_ok=True)
+    path = cells / f"{safe_name(test_name)}.json"
+    path.write_text(json.dumps(dict(record), indent=2, default=str))
+    return path
+
+
+def skipped_record(scenario: str, runner: str, reason: str, nodeid: str = "") -> dict[str, Any]:
+    """The record of a cell that could not run here (no runner, not runnable, n/a config)."""
+    return {"scenario": scenario, "runner": runner, "version": None, "label": None,
+            "outcome": str(Outcome.SKIPPED), "reason": reason, "passed": False, "error": None,
+            "verdict": None, "observations": {}, "nodeid": nodeid}
+
+
+def load_records(cells_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cell records under ``cells_dir`` and a line per file that is not one."""
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    if not cells_dir.is_dir():
+        return records, problems
+    for file in sorted(cells_dir.glob("*.json")):
+        try:
+            data = json.loads(file.read_text())
+            compare.Cell.from_json(data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"{file}: not a cell record ({exc!r}); left out of the report and the gate")
+            continue
+        records.append(data)
+    return records, problems
+
+
+def _missing_record(test: ReportedTest) -> dict[str, Any]:
+    """A record for a scenario test that wrote none (it died or was skipped before its cell ran)."""
+    assert test.scenario is not None and test.runner is not None
+    if test.skipped is not None and not test.failed:
+        return skipped_record(test.scenario, test.runner, test.skipped or "skipped", test.nodeid)
+    if test.failed:
+        why = f"the test failed ({'/'.join(test.failed)}) before its cell wrote a record: {test.message or 'no message'}"
+    else:
+        why = "the test wrote no cell record"
+    return {**skipped_record(test.scenario, test.runner, why, test.nodeid), "outcome": str(Outcome.INCONCLUSIVE),
+            "recorded": False}
+
+
+def complete_records(records: Sequence[Mapping[str, Any]], tests: Iterable[ReportedTest]) -> list[dict[str, Any]]:
+    """``records`` plus one for every scenario test without a record of its own (matched by node id)."""
+    seen = {r.get("nodeid") for r in records}
+    extra = [_missing_record(t) for t in tests if t.is_cell and t.nodeid not in seen]
+    return [dict(r) for r in records] + extra
+
+
+# -- reports and golden baselines ----------------------------------------------------------------------
+
+
+def write_reports(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """``report.md`` (the table), ``report.json`` (the records) and ``index.md`` (the bundles)."""
+    if not records:
+        return []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cells = [compare.Cell.from_json(r) for r in records]
+    md = run_dir / "report.md"
+    md.write_text("# Runner comparison\n\n" + compare.markdown_table(cells))
+    js = run_dir / "report.json"
+    js.write_text(json.dumps(list(records), indent=2, default=str))
+    return [md, js, write_index(run_dir)]
+
+
+def save_baseline(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Store ``records`` as a golden baseline (``--save-baseline``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": compare.BASELINE_SCHEMA, "cells": list(records)}, indent=2, default=str))
+    return path
+
+
+def merge_golden(stored: Sequence[compare.Cell], live: Sequence[compare.Cell],
+                 baseline: str | None) -> tuple[list[compare.Cell], str]:
+    """The golden file's cells of the baseline runner in place of any live ones; the baseline's key.
+
+    Raises:
+        ValueError: the golden file lacks ``baseline``, or holds several runners and none is named.
+    """
+    keys = sorted({c.runner for c in stored})
+    if baseline is None and len(keys) == 1:
+        baseline = keys[0]
+    if baseline is None or baseline not in keys:
+        named = f"has no runner {baseline}" if baseline else "holds several runners"
+        raise ValueError(f"the golden baseline {named} (it holds {', '.join(keys) or 'no cell'}); "
+                         "name one of them with --baseline")
+    return [c for c in stored if c.runner == baseline] + [c for c in live if c.runner != baseline], baseline
+
+
+# -- the gate and the exit status ----------------------------------------------------------------------
+
+
+def excused(tests: Iterable[ReportedTest], records: Sequence[Mapping[str, Any]], runners: Iterable[str]) -> set[str]:
+    """Node ids of failed tests the gate judges: a cell on a gate runner that failed in its call
+    phase only, with the recorded outcome ``fail``. Every other failure keeps the session failed."""
+    gate_runners = set(runners)
+    judged = {r.get("nodeid") for r in records
+              if str(r.get("runner")) in gate_runners and r.get("outcome") == str(Outcome.FAIL)}
+    return {t.nodeid for t in tests if t.failed == ("call",) and t.nodeid in judged}
+
+
+def exit_status(current: int, tests: Sequence[ReportedTest], records: Sequence[Mapping[str, Any]],
+                findings: Sequence[compare.GateFinding], runners: Iterable[str]) -> int:
+    """The session's exit status with a gate: failed when the gate did not pass or any test the
+    gate does not judge failed; pytest's own status when it is neither OK nor TESTS_FAILED
+    (interrupted, usage error, internal error, nothing collected)."""
+    if current not in (EXIT_OK, EXIT_TESTS_FAILED):
+        return current
+    judged = excused(tests, records, runners)
+    others = [t for t in tests if t.failed and t.nodeid not in judged]
+    if others or compare.gate_verdict(findings) != compare.GATE_PASSED:
+        return EXIT_TESTS_FAILED
+    if current == EXIT_TESTS_FAILED and not judged:
+        return EXIT_TESTS_FAILED  # a failure pytest saw that no test report showed (e.g. in a session hook)
+    return EXIT_OK
+
+
+def write_gate(run_dir: Path, findings: Sequence[compare.GateFinding], baseline: str, candidate: str) -> Path:
+    """``gate.json``: the verdict, both versions and every finding."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "gate.json"
+    path.write_text(json.dumps({"verdict": compare.gate_verdict(findings), "baseline": baseline,
+                                "candidate": candidate, "findings": [asdict(f) for f in findings]}, indent=2))
+    return path
+
+
+def finish(run_dir: Path, tests: Sequence[ReportedTest], current: int, *, gate: GateRequest | None = None,
+           save: Path | None = None) -> SessionReport:
+    """Everything a session does at its end, in order: complete and report the records, save a
+    golden baseline, run the gate and decide the exit status (only with a gate).
+
+    Raises:
+        ValueError: an unreadable golden baseline, or one without the baseline runner.
+    """
+    loaded, problems = load_records(run_dir / CELLS_DIR)
+    records = complete_records(loaded, tests)
+    written = write_reports(run_dir, records)
+    if save is not None and records:
+        written.append(save_baseline(save, records))
+    if gate is None:
+        return SessionReport(tuple(records), tuple(problems), written=tuple(written))
+    cells = [compare.Cell.from_json(r) for r in records]
+    baseline = gate.baseline
+    if gate.golden is not None:
+        cells, baseline = merge_golden(compare.load_baseline(gate.golden), cells, baseline)
+    assert baseline is not None, "a gate needs a baseline runner (config validation guarantees one)"
+    findings = compare.gate(cells, baseline, gate.candidate, gate.gate_on)
+    written.append(write_gate(run_dir, findings, baseline, gate.candidate))
+    status = exit_status(current, tests, records, findings, {baseline, gate.candidate})
+    return SessionReport(tuple(records), tuple(problems), tuple(findings), baseline, status, tuple(written))
+
+
+def summary_lines(report: SessionReport, candidate: str | None, golden: Path | None) -> list[str]:
+    """The gate section for the terminal: one line per finding and the gate's last line."""
+    if report.findings is None:
+        return []
+    base = f"{report.baseline} (golden {golden})" if golden else str(report.baseline)
+    lines = [f"upgrade gate: {base} → {candidate}"]
+    lines += [f"{f.kind:>14}: {f.scenario} — {f.why}" for f in report.findings]
+    return [*lines, compare.gate_line(report.findings)]
