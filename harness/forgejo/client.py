@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from harness.budgets import BUDGETS, Budgets
 from harness.errors import ApiError, ConfigError, HarnessError, PollTimeout, TransientApiError
@@ -206,9 +206,14 @@ class ForgejoClient(HttpBase):
                 raise
 
         budget = self.budgets.api_write
+        backoff = wait_exponential(multiplier=0.5, max=4)
+
+        def wait(state: RetryCallState) -> float:  # never sleep past the budget: the last attempt is at its end
+            return max(0.0, min(backoff(state), budget - (time.monotonic() - t0)))
+
         try:
             return wait_for(f"{call} to succeed", "api_write", probe, lambda v: v is not None, budgets=self.budgets,
-                            wait=wait_exponential(multiplier=0.5, max=4), describe=lambda v: f"{len(attempts)} attempt(s)")
+                            wait=wait, describe=lambda v: f"{len(attempts)} attempt(s)")
         except PollTimeout:
             try:
                 found = resolve()

@@ -99,7 +99,7 @@ def our_side_message(call: str, attempts: Sequence[Attempt], budget_name: str, b
     return (
         f"the suite's own call to Forgejo failed: {call} did not succeed in {len(attempts)} attempt(s) over "
         f"{elapsed:.1f}s (budget {budget_name}={budget:g}s); last status: {last_text}"
-        f"{f' ({last.error})' if last and last.status is not None else ''}; "
+        f"{f'; last error: {last.error}' if last else ''}; "
         f"attempts: {'; '.join(a.describe() for a in attempts) or 'none'}. This is the test harness's write to "
         f"Forgejo failing, not the runner under test: the cell is inconclusive. Raise "
         f"REGRESS_BUDGET_{budget_name.upper()} if the server is only slow."

@@ -20,7 +20,9 @@ What the recordings do not hold is added the way Forgejo does it:
   this a never-picked job would turn ``cancelled`` by itself after a few polls.
 
 Faults (:class:`Fault`) are applied on top: an error status, a connection reset, or a delay, on the n-th
-request whose path matches a regex. A faulted request (status or reset) does not advance the cursor.
+request whose path matches a regex. A faulted request (status or reset) does not advance the cursor,
+unless the fault is ``lost``: then the server does the request (the recorded answer is used up, as a
+write that happened) and only the answer is lost on the way back (the status or reset is sent instead).
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ class Fault:
     """Break the ``nth`` (1-based) request whose path matches ``path`` (and ``method``, when given).
 
     Exactly one of ``status`` (answer this status instead of the recording), ``reset`` (close the socket
-    without answering) or ``delay`` (seconds to wait before answering normally) should be set.
+    without answering) or ``delay`` (seconds to wait before answering normally) should be set. With
+    ``lost`` the request is served first (its recorded answer used up) and the status or reset replaces
+    only the answer: the server did it, the client does not know.
     """
 
     path: str
@@ -91,6 +95,7 @@ class Fault:
     body: str = ""
     reset: bool = False
     delay: float = 0.0
+    lost: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and re.search(self.path, path) is not None
@@ -204,6 +209,10 @@ class ReplayServer:
             s for s in seen if (method is None or s.method == method.upper()) and (path is None or re.search(path, s.path))
         ]
 
+    def served(self, method: str | None = None, path: str | None = None) -> list[Seen]:
+        """Requests the server carried out (a recorded exchange was used up), lost answers included."""
+        return [s for s in self.requests(method, path) if s.seq is not None]
+
     def misses(self) -> list[Seen]:
         """Requests for which nothing was recorded (answered 404 by the replay itself)."""
         return [s for s in self.requests() if s.seq is None and s.fault is None and s.status == 404]
@@ -286,6 +295,9 @@ class ReplayServer:
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         with self._lock:
+            if fault is not None and fault.lost:  # the server does it; only the answer is lost
+                done = self._next(seen.method, seen.path)
+                seen.seq = int(done["seq"]) if done is not None else None
             if fault is not None and fault.reset:
                 return None
             if fault is not None and fault.status is not None:
