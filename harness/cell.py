@@ -1,44 +1,40 @@
-"""Run one cell (scenario × runner): push, watch, observe, judge, and always write the evidence."""
+"""Run one cell (scenario × runner): push, watch, observe, judge, and always write the evidence.
+
+A cell is target + scenario + runner → push → watch → judge → evidence; the observers (chosen once
+from what the runner allows, :mod:`harness.observe.observers`) see it before, during and after.
+Clean-up is structural: what must be released when the watch ends goes on the cell's ``observing``
+stack, what must happen after the evidence is written (the repo, the runner's restart) on ``teardown``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
 from harness.budgets import BUDGETS, Budgets
-from harness.errors import HarnessError
-from harness.evidence import SCHEMA, Bundle, environment, repro_markdown, write_reproducer
-from harness.faults.slow_http import SlowHttpProxy
+from harness.errors import HarnessError, PollTimeout
 from harness.forgejo.client import RepoFile
-from harness.forgejo.models import JobView, Status, first_log_runner
+from harness.forgejo.models import JobView
 from harness.forgejo.web import JobRef
-from harness.observe import cache as cache_obs
-from harness.observe import cpu as cpu_obs
-from harness.observe import leaks as leak_obs
-from harness.observe import runner_log
-from harness.observe.commands import run_template
-from harness.observe.overlap import Activity, Window
-from harness.observe.stall import StallWatch, capture_lab_runner
+from harness.observe.base import CellScope, Done, Findings, Observer, Poll, merge
+from harness.observe.observers import Commands, SlowActions, choose
 from harness.outcome import Outcome
-from harness.runners.control import LogTrigger
+from harness.procs import alive
 from harness.scenarios import Scenario
-from harness.target import RunnerHandle, Target, seeded_commits
-from harness.verdict import Observation, Verdict, Violation, judge, marker_found, selfcheck_mismatch
-from harness.waiting import wait_for
-from harness.watch import watch_job
+from harness.target import RunnerHandle, Target
+from harness.verdict import Observation, Verdict, Violation, judge, selfcheck_mismatch
+from harness.watch import RunWatch
 
 Notify = Callable[[str], None]
-PER_RUNNER_RULES = ("cache-growth", "cpu-over-budget")  # measured per runner, not per job
+LAB_WATCH_INTERVAL = 2.0  # a lab runner's log wakes the watch at the job's end: slow polls cost no latency
+WATCH_INTERVAL = 1.0
 
 
 class NotRunnable(HarnessError):
@@ -54,7 +50,7 @@ class CellResult:
     version: str
     label: str
     verdict: Verdict | None = None
-    error: str | None = None
+    error: str | None = None  # our own side failed: the cell is inconclusive, and this says why
     selfcheck_problem: str | None = None
     repo: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -82,9 +78,7 @@ class CellResult:
     @property
     def passed(self) -> bool:
         """True when the cell's expectation holds (selfchecks: exactly the expected violations)."""
-        if self.error or self.verdict is None:
-            return False
-        if self.selfcheck_problem is not None:
+        if self.error or self.verdict is None or self.selfcheck_problem is not None:
             return False
         return self.verdict.ok or self.observations.get("selfcheck", False)
 
@@ -92,9 +86,10 @@ class CellResult:
         """The cell as report.json holds it."""
         return {
             "scenario": self.scenario, "runner": self.runner_key, "version": self.version, "label": self.label,
-            "outcome": str(self.outcome), "reason": self.reason, "passed": self.passed, "error": self.error, "selfcheck_problem": self.selfcheck_problem,
-            "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
-            "observations": self.observations, "bundle": str(self.bundle) if self.bundle else None,
+            "outcome": str(self.outcome), "reason": self.reason, "passed": self.passed, "error": self.error,
+            "selfcheck_problem": self.selfcheck_problem, "verdict": self.verdict.to_json() if self.verdict else None,
+            "timings": self.timings, "observations": self.observations,
+            "bundle": str(self.bundle) if self.bundle else None,
         }
 
 
@@ -123,23 +118,6 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
     return label
 
 
-def _phase_bounds(view: JobView) -> dict[str, tuple[float, float]]:
-    steps = [s for s in view.steps if s.lines]
-    if not steps:
-        return {}
-    first = view.steps[0]
-    bounds: dict[str, tuple[float, float]] = {}
-    if first.lines:
-        bounds["setup"] = (first.lines[0].timestamp, first.lines[-1].timestamp)
-    middle = [line.timestamp for s in view.workflow_steps() for line in s.lines]
-    if middle:
-        bounds["steps"] = (min(middle), max(middle))
-    last = view.steps[-1]
-    if last.lines and last is not first:
-        bounds["complete"] = (last.lines[0].timestamp, last.lines[-1].timestamp)
-    return bounds
-
-
 def run_cell(
     target: Target,
     scenario: Scenario,
@@ -154,7 +132,7 @@ def run_cell(
     log_command: str | None = None,
     stall_command: str | None = None,
 ) -> CellResult:
-    """Run one cell; the result carries the verdict or the error, never raises for the cell itself.
+    """Run one cell; the result carries the verdict or why it is inconclusive, never raises for the cell itself.
 
     ``log_command`` / ``stall_command``: templates for runners the suite did not start (see
     :mod:`harness.observe.commands`); lab runners are observed directly.
@@ -164,319 +142,182 @@ def run_cell(
     """
     label = check_runnable(target, scenario, handle)
     result = CellResult(scenario.name, handle.key, str(handle.version), label)
-    lab_runner = handle.lab_runner
-    transcript_mark = target.transcript.mark()
-    repo = re.sub(r"[^A-Za-z0-9-]", "-", f"{scenario.name}-{handle.key}-{uuid.uuid4().hex[:8]}")
-    result.repo = f"{target.owner}/{repo}"
-    slow: SlowHttpProxy | None = None
-    workflow = scenario.template
-    view: JobView | None = None
-    raw_log: str | None = None
-    runner_slice: str | None = None
-    tasks_payload: list[Any] = []
-    sampler: cpu_obs.CpuSampler | None = None
-    stall = StallWatch(budget=budgets.runner_stalled)
-    control_fired: dict[str, Any] = {}
-    captured: dict[str, Any] = {}
-    activity: Activity | None = None
-    window: Window | None = None
-    created = False
-    try:
-        if scenario.expect.slow_actions is not None:
-            slow = SlowHttpProxy(target.url, scenario.expect.slow_actions).start()
-        workflow = scenario.render(label, slow.url if slow else None)
-        # before
-        client = target.lab.engine.client() if target.lab and target.lab.engine else None
-        before_inv, inv_error = leak_obs.safe_inventory(client)
-        if lab_runner is not None:
-            log_offset = runner_log.size(lab_runner.log_file)
-            clone_base = f"{target.url}/"
-            cold = not all(cache_obs.action_cached(lab_runner.workdir, u, clone_base + u.split("@")[0])
-                           for u in scenario.uses()) if scenario.uses() else False
-            stores_before = {"action_cache": cache_obs.measure(lab_runner.workdir),
-                             "cache_server": cache_obs.measure(lab_runner.cache_dir),
-                             "home": cache_obs.measure(lab_runner.home)}
-            sampler = cpu_obs.CpuSampler(lab_runner.pid, [lab_runner.cache_pid]).start()
-            activity = Activity(lab_runner.dir)
-            window = activity.begin(f"{scenario.name}-{handle.key}")
-        else:
-            log_offset, cold, stores_before = 0, None, {}
-        # push
-        target.client.create_repo(repo, owner=target.org)
-        created = True
-        t_push = time.monotonic()
-        target.client.commit_files(target.owner, repo, [RepoFile(f".forgejo/workflows/{scenario.workflow_file}",
-                                                                 workflow.encode())], f"regress: {scenario.name}")
-        run_index = 1
-        if scenario.expect.dispatch:
-            run_index = target.client.dispatch(target.owner, repo, scenario.workflow_file).run_number
-        ref = JobRef(target.owner, repo, run_index)
-        last_tasks = [0.0]
-        control = scenario.expect.control
-        trigger = LogTrigger(lab_runner, control.on_log, control.signal) if control and lab_runner else None
-
-        def on_poll(v: JobView) -> None:
-            now = time.monotonic()
-            if now - last_tasks[0] >= 1.0 and v.steps:
-                last_tasks[0] = now
-                try:
-                    tasks = target.client.tasks(target.owner, repo)
-                except HarnessError:
-                    return
-                if stall.feed(tasks, run_index, scenario.name):
-                    running = next((s.name for s in v.steps if s.status is Status.RUNNING), "?")
-                    control_fired.setdefault("stall_step", running)
-                    notify(f"{result.repo}: runner stalled (task updated_at silent {stall.silent_for:.0f}s, "
-                           f"step {running})")
-                    if lab_runner is not None:
-                        captured.update(capture_lab_runner(lab_runner.pid, lab_runner.log_file))
-                        control_fired.setdefault("signal", "QUIT (stall capture)")
-                        notify(f"captured the stalled runner {handle.key}: state {captured.get('state')}, "
-                               "goroutine dump taken; it will be restarted")
-                    elif stall_command:
-                        out = run_template(stall_command, runner=handle.key)
-                        captured["stall_command"] = out.text or f"(unavailable: {out.unavailable})"
-            if trigger is not None and trigger.fired_at is None:
-                full = target.web.job_view(ref, known_steps=len(v.steps))
-                if full is not None and trigger.check(full.log_lines()):
-                    control_fired.update(signal=trigger.signal_name, at=trigger.fired_at, trigger=trigger.pattern)
-                    notify(f"runner control: SIG{trigger.signal_name} sent to runner {handle.key} on {trigger.line!r}")
-
-        watched = watch_job(target.web, ref, label=label, t_pushed=t_push, budgets=budgets, notify=notify,
-                            on_poll=on_poll, evidence=str(bundle_dir))
-        view = watched.view
-        result.timings.update(
-            appear=round(watched.t_appeared - t_push, 3),
-            pickup=round(watched.t_picked - t_push, 3),
-            done_seen=round(watched.t_done_seen - t_push, 3),
-        )
-        t_verdict_start = time.monotonic()
+    with contextlib.ExitStack() as teardown:
+        cell = CellScope(target, scenario, handle, label, budgets, notify, contextlib.ExitStack(), teardown,
+                         job_ids=_job_ids(scenario))
+        run = CellRun(cell, result, target.transcript.mark())
         try:
-            raw_log = target.web.raw_log(ref)
-        except HarnessError as exc:  # e.g. a zombie-stopped task whose log never reached storage (HTTP 500)
-            raw_log = None
-            result.observations["raw_log_unavailable"] = str(exc)
-        tasks = target.client.tasks(target.owner, repo)
-        tasks_payload = [dict(t.raw) for t in tasks]
-        task_id = next((t.id for t in tasks if t.run_number == run_index), None)
-        extra: list[Violation] = []
-        unavailable: dict[str, str] = {}
-        # runner-side observation: the runner's own log (lab: its file; existing: --runner-log-command)
-        def attributed(text: str) -> str:
-            return runner_log.attribute(text, task_id=task_id, job=scenario.name, workflow=scenario.name)
-
-        fetch: Callable[[], str | None] | None = None
-        if lab_runner is not None:
-            def fetch() -> str | None:
-                return attributed(runner_log.read_from(lab_runner.log_file, log_offset))
-        elif log_command:
-            stamps = [line.timestamp for line in view.log_lines()]
-            start = datetime.fromtimestamp(min(stamps) - 5 if stamps else time.time() - 600, UTC)
-            who = first_log_runner((raw_log or "").splitlines())
-
-            def fetch() -> str | None:
-                out = run_template(log_command, start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                   end=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                   runner=who[0] if who else "")
-                if out.text is None:
-                    unavailable["runner_log"] = out.unavailable or "no output"
-                    return None
-                unavailable.pop("runner_log", None)
-                return attributed(out.text)
-        else:
-            unavailable["runner_log"] = "runner not started by the suite (give --runner-log-command)"
-        if fetch is not None:
-            if scenario.expect.runner_log_must:  # end-of-job lines come after the result: let them arrive
-                with contextlib.suppress(HarnessError):
-                    wait_for("the runner's end-of-job log lines", "runner_settle", fetch,
-                             lambda t: t is not None and all(marker_found(m, t) for m in scenario.expect.runner_log_must),
-                             budgets=budgets, describe=lambda t: "markers not (yet) printed")
-            runner_slice = fetch()
-        for sig, line in runner_log.matches(runner_slice or ""):
-            result.observations.setdefault("signatures", []).append({"name": sig.name, "line": line,
-                                                                     "meaning": sig.meaning})
-            if sig.severity == "fail" and sig.name != "network-cleanup":
-                extra.append(Violation(f"signature:{sig.name}", f"{sig.meaning}: {line[:200]}"))
-        if lab_runner is not None:
-            stores_after = {"action_cache": cache_obs.measure(lab_runner.workdir),
-                            "cache_server": cache_obs.measure(lab_runner.cache_dir),
-                            "home": cache_obs.measure(lab_runner.home)}
-            growth = {k: round(stores_after[k].mb - stores_before[k].mb, 2) for k in stores_after}
-            result.observations["store_growth_mb"] = growth
-            result.observations["stores_after"] = {k: {"mb": round(v.mb, 2), "entries": v.entries}
-                                                   for k, v in stores_after.items()}
-            budget = scenario.expect.observe.get("cache_growth_mb")
-            if budget and growth["cache_server"] > budget.limit:
-                extra.append(Violation("cache-growth", f"the runner's cache store grew {growth['cache_server']:.1f} MB "
-                                       f"> {budget.limit:g} MB in one job", budget.severity))
-        if sampler is not None:
-            samples = sampler.stop()
-            phases = cpu_obs.phase_means(samples, _phase_bounds(view), sampler.interval)
-            result.observations["cpu"] = phases
-            if not samples:
-                unavailable["cpu"] = sampler.error or "no samples"
-            observe = scenario.expect.observe  # warm runs have their own budget where the scenario names one
-            cpu_budget = (observe.get("cpu_setup_pct_warm") if cold is False else None) or observe.get("cpu_setup_pct")
-            setup_pct = (phases.get("setup") or {}).get("runner_pct")
-            if cpu_budget and setup_pct is None:
-                extra.append(Violation("observation-unavailable", "no CPU sample fell into 'Set up job' (too short "
-                                       "or unsampled): the CPU budget was not checked", "report"))
-            elif cpu_budget and isinstance(setup_pct, float | int) and setup_pct > cpu_budget.limit:
-                extra.append(Violation("cpu-over-budget", f"the runner used {setup_pct:.0f}% of a core during "
-                                       f"'Set up job' > {cpu_budget.limit:g}%", cpu_budget.severity))
-        if client is not None and before_inv is not None:
-            job_text = "\n".join(line.message for line in view.log_lines())
-
-            def remaining() -> list[str]:
-                after, _ = leak_obs.safe_inventory(client)
-                if after is None:
-                    return []
-                named = tuple(n for n in after.containers - before_inv.containers if n in job_text)
-                return leak_obs.leftovers(before_inv, after, task_id, named)
-
-            left: list[str] = []
-            try:  # the runner removes the job's containers after it reported the result: give it time
-                wait_for("the runner's clean-up of the job's containers", "runner_settle", remaining, lambda x: not x,
-                         budgets=budgets, describe=lambda x: f"still there: {x}")
-            except HarnessError:
-                left = remaining()
-            result.observations["leftovers"] = left
-            extra.extend(Violation("docker-leftover", f"{item} is still there {budgets.runner_settle:g}s after the job")
-                         for item in left)
-        if inv_error:
-            unavailable["docker"] = inv_error
-        if stall.stalled_at is not None:
-            extra.append(Violation("runner-stalled", f"task {stall.task_id}'s updated_at stopped advancing for more than "
-                                   f"{budgets.runner_stalled:g}s while step {control_fired.get('stall_step', '?')} ran"))
-            result.observations["stall"] = {
-                "task": stall.task_id, "at": stall.stalled_wall, "step": control_fired.get("stall_step"),
-                "last_updated_at": str(stall.last_updated), "budget": budgets.runner_stalled,
-                "runner_state": captured.get("state"), "thread_cpu_pct": captured.get("thread_cpu_pct"),
-                "connections": captured.get("connections"),
-            }
-        if control_fired:
-            result.observations["runner_control"] = {k: v for k, v in control_fired.items() if k != "stall_step"}
-        who = first_log_runner((raw_log or "").splitlines())
-        if who:
-            result.observations["runner_from_log"] = {"name": who[0], "version": who[1]}
-        if activity is not None and window is not None:
-            shared = activity.end(window)
-            window = None
-            if shared:  # the runner's CPU and stores were measured with these jobs running too
-                result.observations["shared_runner_with"] = shared
-                note = f" (other jobs ran on this runner meanwhile: {', '.join(shared)}; not attributable to this job)"
-                extra = [Violation(v.rule, v.message + note, "report") if v.rule in PER_RUNNER_RULES else v
-                         for v in extra]
-        obs = Observation(cold=cold, runner_log=runner_slice, extra=tuple(extra), unavailable=unavailable)
-        default_setup = setup_budget or (budgets.setup_cold, budgets.setup_warm)
-        result.verdict = judge(view, scenario.expect, obs, default_setup=default_setup)
-        if scenario.expect.marker == "selfcheck":
-            result.observations["selfcheck"] = True
-            result.selfcheck_problem = selfcheck_mismatch(result.verdict, scenario.expect.expected_violations)
-        result.timings["verdict_latency"] = round(time.monotonic() - t_verdict_start, 3)
-        stamps = [line.timestamp for line in view.log_lines()]
-        if stamps:  # the runner's last job-log line ≈ when it reported the result (same machine clock on the lab)
-            result.timings["job_end_to_verdict"] = round(time.time() - max(stamps), 3)
-        result.timings["setup_seconds"] = result.verdict.setup_seconds or 0.0
-    except HarnessError as exc:
-        result.error = str(exc)
-    except Exception as exc:
-        result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-    finally:
-        if sampler is not None and sampler.samples and "cpu" not in result.observations:
-            sampler.stop()
-        if activity is not None and window is not None:
-            activity.end(window)
-        if slow is not None:
-            slow.stop()
-            result.observations["slow_actions"] = slow.summary()
-        want = evidence == "always" or (evidence == "on-failure" and not result.passed)
-        if want:
-            try:
-                result.bundle = write_bundle(bundle_dir, target, scenario, handle, result, workflow, view, raw_log,
-                                             runner_slice, tasks_payload, transcript_mark, sampler)
-                if captured.get("goroutine_dump"):
-                    Bundle(bundle_dir).text("goroutines.txt", captured["goroutine_dump"])
-                if captured.get("stall_command"):
-                    Bundle(bundle_dir).text("stall-command.txt", captured["stall_command"])
-                if slow is not None:
-                    Bundle(bundle_dir).text("slow-actions.log", slow.log() or "(no request reached it)\n")
-            except OSError as exc:
-                result.error = (result.error or "") + f"\n(evidence could not be written to {bundle_dir}: {exc})"
-        if created and not keep_repo:
-            with contextlib.suppress(HarnessError):
-                target.client.delete_repo(target.owner, repo)
-        if control_fired.get("signal") and lab_runner is not None:
-            try:
-                lab_runner.restart()
-            except HarnessError as exc:
-                result.error = (result.error or "") + f"\n(restarting runner {handle.key} failed: {exc})"
+            with cell.observing:
+                slow = SlowActions(target.url, scenario.expect.slow_actions) if scenario.expect.slow_actions else None
+                run.observers = choose(cell, Commands(log_command, stall_command), slow)
+                for observer in run.observers:
+                    observer.before(cell)
+                run.push(scenario.render(label, slow.url if slow else None), keep_repo)
+                run.watch(bundle_dir)
+                run.observe()
+            run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
+        except HarnessError as exc:
+            result.error = str(exc)
+        except Exception as exc:
+            result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        finally:
+            run.write_evidence(bundle_dir, evidence)
     return result
 
 
-def write_bundle(path: Path, target: Target, scenario: Scenario, handle: RunnerHandle, result: CellResult,
-                 workflow: str, view: JobView | None, raw_log: str | None, runner_slice: str | None,
-                 tasks: list[Any], mark: int, sampler: cpu_obs.CpuSampler | None) -> Path:
-    """Write the bundle of one cell (redacted)."""
-    bundle = Bundle(path)
-    lab_runner = handle.lab_runner
-    outcome = "error" if result.error else ("passed" if result.passed else "failed")
-    manifest = {
-        "schema": SCHEMA,
-        "suite_version": __version__,
-        "test_id": path.name,
-        "bundle_dir": str(path),
-        "scenario": scenario.name,
-        "outcome": outcome,
-        "error": result.error,
-        "selfcheck_problem": result.selfcheck_problem,
-        "label": result.label,
-        "repo": result.repo,
-        "forgejo": {**target.info, "url_kind": "lab" if target.lab else "existing instance"},
-        "runner": {"key": handle.key, "version": str(handle.version),
-                   "name": lab_runner.name if lab_runner else result.observations.get("runner_from_log", {}).get("name"),
-                   "labels": handle.labels,
-                   "without_tools": list(lab_runner.without_tools) if lab_runner else [],
-                   "config_overrides": dict(lab_runner.overrides) if lab_runner else {}},
-        "expect": {"job": str(scenario.expect.job), "steps": {k: str(v) for k, v in scenario.expect.steps.items()},
-                   "post_steps": list(scenario.expect.post_steps)},
-        "timings": result.timings,
-        "verdict": result.verdict.to_json() if result.verdict else {},
-        "observations": result.observations,
-        "seeded_actions": seeded_commits(target),
-        "environment": environment(target.docker_host),
-    }
-    bundle.json("manifest.json", manifest)
-    bundle.text("workflow.yml", workflow)
-    bundle.text("expect.yml", (scenario.path / "expect.yml").read_text())
-    bundle.copy_tree(scenario.path, f"scenario/{scenario.name}")
-    if view is not None:
-        bundle.json("job-view.json", dict(view.raw))
-    if raw_log is not None:
-        bundle.text("job.log", raw_log)
-    if runner_slice is not None:
-        bundle.text("runner.log", runner_slice)
-    bundle.json("tasks.json", tasks)
-    target.transcript.write(bundle.path / "api-transcript.jsonl", since=mark)
-    if result.verdict is not None:
-        bundle.json("verdict.json", result.verdict.to_json())
-    if sampler is not None and sampler.samples:
-        cpu_obs.write_csv(sampler.samples, bundle.path / "cpu.csv")
-        why_not = cpu_obs.write_png(sampler.samples, _phase_bounds(view) if view else {}, bundle.path / "cpu.png")
-        if why_not:
-            bundle.text("cpu.png.txt", f"no plot: {why_not}\n")
-    runner_config = lab_runner.config_file.read_text() if lab_runner else None
-    if runner_config:
-        bundle.text("runner-config.yaml", runner_config)
-    from harness.scenarios import ACTIONS_DIR
+def repo_name(scenario: Scenario, runner_key: str) -> str:
+    """A new repository name per cell (uuid-suffixed: a 409 on it after a lost answer is ours)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", f"{scenario.name}-{runner_key}-{uuid.uuid4().hex[:8]}")
 
-    for use in scenario.uses():
-        repo_path = use.split("@")[0]
-        source = ACTIONS_DIR / repo_path
-        if target.lab and source.is_dir():
-            bundle.copy_tree(source, f"actions/{repo_path}")
-    table = result.verdict.table() if result.verdict else f"no verdict: {result.error}"
-    bundle.text("repro.md", repro_markdown(manifest, table, workflow))
-    write_reproducer(bundle, scenario.name, workflow, runner_config, result.label)
-    bundle.text("result.json", json.dumps(result.to_json(), indent=2, default=str))
-    return path
+
+def _job_ids(scenario: Scenario) -> tuple[str, ...]:
+    return tuple(getattr(scenario, "job_ids", ()) or ())
+
+
+@dataclass
+class CellRun:
+    """The state of one cell between its moments (see :func:`run_cell`)."""
+
+    cell: CellScope
+    result: CellResult
+    mark: int
+    observers: list[Observer] = field(default_factory=list)
+    workflow: str = ""
+    watcher: RunWatch | None = None
+    done: Done | None = None
+    findings: Findings = field(default_factory=Findings)
+    extra: list[Violation] = field(default_factory=list)
+    t_push: float = 0.0
+
+    def push(self, workflow: str, keep_repo: bool) -> None:
+        """A new repository with the workflow: the push starts the run (or a dispatch, where the scenario asks)."""
+        cell, target = self.cell, self.cell.target
+        self.workflow = workflow
+        name = repo_name(cell.scenario, cell.handle.key)
+        self.result.repo = cell.repo = f"{target.owner}/{name}"
+        target.client.create_repo(name, owner=target.org)
+        cell.teardown.callback(self._delete_repo, name, keep_repo)
+        self.t_push = time.monotonic()
+        target.client.commit_files(target.owner, name, [RepoFile(f".forgejo/workflows/{cell.scenario.workflow_file}",
+                                                                 workflow.encode())], f"regress: {cell.scenario.name}")
+        cell.run_index = 1
+        if cell.scenario.expect.dispatch:
+            cell.run_index = target.client.dispatch(target.owner, name, cell.scenario.workflow_file).run_number
+
+    def _delete_repo(self, name: str, keep: bool) -> None:
+        if keep or self.result.outcome is Outcome.INCONCLUSIVE:  # kept so a person can look
+            self.result.observations["repo_kept"] = self.result.repo
+            return
+        with contextlib.suppress(HarnessError):
+            self.cell.target.client.delete_repo(self.cell.target.owner, name)
+
+    def watch(self, bundle_dir: Path) -> None:
+        """Push → picked → done; a budget that runs out is judged on the last state seen, never lost."""
+        cell, target = self.cell, self.cell.target
+        ref = JobRef(target.owner, cell.repo.split("/", 1)[1], cell.run_index)
+        interval = LAB_WATCH_INTERVAL if cell.handle.lab_runner is not None else WATCH_INTERVAL
+        self.watcher = watcher = RunWatch(
+            target.web, lambda: target.client.tasks(ref.owner, ref.repo), ref, cell.label, cell.budgets, cell.notify,
+            self._on_poll, cell.wake, interval, str(bundle_dir))
+        try:
+            watcher.appear()
+            watcher.picked()
+            watcher.done()
+        except PollTimeout as exc:
+            if watcher.t_appeared is None:
+                raise
+            self._timed_out(exc)
+        self.done = self._final(finished=not self.extra)
+        self._timings()
+
+    def _on_poll(self, tasks: tuple[Any, ...], view: JobView | None) -> None:
+        poll_now = time.monotonic()
+        for observer in self.observers:
+            observer.on_poll(Poll(tasks, view, poll_now))
+
+    def _timed_out(self, exc: PollTimeout) -> None:
+        """A budget ran out: cancel the run, say who is to blame (the runner, or unknown: inconclusive)."""
+        assert self.watcher is not None
+        cancelled = self.watcher.cancel()
+        self.result.observations["timeout"] = {"budget": exc.budget_name, "seconds": exc.budget, "last": exc.last}
+        if self.watcher.t_picked is not None:  # picked, never done: the runner (or the server) hung
+            self.extra.append(Violation("gave-up-waiting", f"still not done after {exc.budget_name}={exc.budget:g}s "
+                                        f"({cancelled}); last state: {exc.last}"))
+            return
+        runner = self.cell.handle.lab_runner
+        message = (f"no runner with label {self.cell.label!r} picked the job of {self.cell.repo} within "
+                   f"pickup={exc.budget:g}s ({cancelled}); last state: {exc.last}")
+        if runner is not None and runner.pid and alive(runner.pid):
+            self.extra.append(Violation("never-picked", message + f"; runner {runner.name} was running"))
+            return
+        self.result.error = message + ("; the runner was not running" if runner is not None else
+                                       "; the suite cannot see whether that runner is online")
+
+    def _final(self, *, finished: bool) -> Done:
+        """Every job's full view, the raw log (so far) and the tasks."""
+        assert self.watcher is not None
+        watcher, web = self.watcher, self.cell.target.web
+        views = watcher.final_views() if watcher.last_view is not None else []
+        try:
+            raw_log = web.raw_log(watcher.ref)
+        except HarnessError as exc:  # e.g. a zombie-stopped task whose log never reached storage (HTTP 500)
+            raw_log = None
+            self.result.observations["raw_log_unavailable"] = str(exc)
+        tasks = self.cell.target.client.tasks(watcher.ref.owner, watcher.ref.repo)
+        mine = tuple(t for t in tasks if t.run_number == self.cell.run_index)
+        return Done(views, raw_log, mine, tuple(t.id for t in reversed(mine)), finished)
+
+    def _timings(self) -> None:
+        assert self.watcher is not None
+        w, t0 = self.watcher, self.t_push
+        for key, moment in (("appear", w.t_appeared), ("pickup", w.t_picked), ("done_seen", w.t_done_seen)):
+            if moment is not None:
+                self.result.timings[key] = round(moment - t0, 3)
+        requests = len(self.cell.target.transcript.records(self.mark))
+        seconds = (w.t_done_seen or time.monotonic()) - t0
+        self.result.observations["requests"] = {"total": requests, "watch_seconds": round(seconds, 2),
+                                                "per_second": round(requests / seconds, 2) if seconds > 0 else None}
+
+    def observe(self) -> None:
+        """Every observer's findings, merged."""
+        assert self.done is not None
+        self.findings = merge([observer.after(self.done) for observer in self.observers])
+        self.result.observations.update(self.findings.observations)
+        if self.findings.inconclusive:
+            raise HarnessError(self.findings.inconclusive)
+
+    def judge(self, default_setup: tuple[float, float]) -> None:
+        """The verdict over every job's final view and the observers' findings."""
+        assert self.done is not None
+        t0 = time.monotonic()
+        if not self.done.views:
+            raise HarnessError(f"no job view of {self.cell.repo} could be read")
+        f = self.findings
+        obs = Observation(cold=f.cold, runner_log=f.runner_log, extra=(*self.extra, *f.violations),
+                          unavailable=f.unavailable)
+        views = self.done.views
+        verdict = judge(views if len(views) > 1 else views[0], self.cell.scenario.expect, obs,
+                        default_setup=default_setup)
+        self.result.verdict = verdict
+        if self.cell.scenario.expect.marker == "selfcheck":
+            self.result.observations["selfcheck"] = True
+            self.result.selfcheck_problem = selfcheck_mismatch(verdict, self.cell.scenario.expect.expected_violations)
+        seen = self.watcher.t_done_seen if self.watcher else None
+        self.result.timings["verdict_latency"] = round(time.monotonic() - (seen or t0), 3)
+        self.result.timings["setup_seconds"] = verdict.setup_seconds or 0.0
+
+    def write_evidence(self, bundle_dir: Path, evidence: str) -> None:
+        """The bundle, when asked for; a failure to write it is said, and never stops the clean-up."""
+        if self.done is None and self.watcher is not None:  # an error mid-watch: keep what was seen
+            with contextlib.suppress(Exception):
+                self.done = self._final(finished=False)
+        want = evidence == "always" or (evidence == "on-failure" and not self.result.passed)
+        if not want:
+            return
+        from harness.cell_bundle import write_bundle
+
+        try:
+            self.result.bundle = write_bundle(bundle_dir, self)
+        except Exception as exc:
+            self.result.error = (self.result.error or "") + (
+                f"\n(evidence could not be written to {bundle_dir}: {type(exc).__name__}: {exc})")

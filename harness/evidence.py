@@ -99,11 +99,18 @@ def repro_markdown(manifest: Mapping[str, Any], verdict_table: str, workflow: st
     violations = m.get("verdict", {}).get("violations") or []
     observed = "\n".join(f"- `{v['rule']}`: {v['message']}" for v in violations) or "- no violation"
     expected = m.get("expect", {})
-    return f"""# forgejo-runner {runner.get('version', '?')}: scenario `{m.get('scenario')}` — {m.get('outcome', '?')}
+    who = runner.get("name") or "(unknown: the job log names no runner)"
+    files = m.get("files") or []
+    listed = ", ".join(f"`{name}`" for name in files if name not in ("repro.md",)) or "none"
+    config_note = ("config in `runner-config.yaml` of this bundle, secrets redacted" if "runner-config.yaml" in files
+                   else "its config is not part of this bundle: the suite did not start this runner")
+    reason = f"\n\n**Why:** {m['reason']}" if m.get("reason") else ""
+    title = f"forgejo-runner {runner.get('version', '?')}: scenario `{m.get('scenario')}` — {m.get('outcome', '?')}"
+    return f"""# {title}{reason}
 
 ## What was run
 A fresh repository received one commit with the workflow below (`.forgejo/workflows/{m.get('scenario')}.yml`);
-the push started the run, which runner `{runner.get('name', '?')}` (version {runner.get('version', '?')},
+the push started the run, which runner `{who}` (version {runner.get('version_from_log') or runner.get('version', '?')},
 label `{m.get('label')}`) picked up. Forgejo {forgejo.get('version', '?')} ({forgejo.get('url_kind', '')}).
 Suite: forgejo-runner-regress {__version__}.
 
@@ -124,7 +131,7 @@ post steps {', '.join(expected.get('post_steps', [])) or 'none listed'} end in s
 
 ## Versions and environment
 - Forgejo: {forgejo.get('version')} ([actions] {json.dumps(forgejo.get('actions', {}))})
-- Runner: {runner.get('name')} {runner.get('version')} (config in `runner-config.yaml` of this bundle, secrets redacted)
+- Runner: {who} {runner.get('version_from_log') or runner.get('version')} ({config_note})
 - Environment: {json.dumps(m.get('environment', {}))}
 - Timings: {json.dumps(m.get('timings', {}))}
 
@@ -135,8 +142,7 @@ python -m harness rerun {m.get('bundle_dir', '<this bundle>')} --runner-version 
 or by hand: `reproducer/` holds the workflow, the runner config and setup/teardown scripts in the
 form of Forgejo's end-to-end suite (`end-to-end/actions/<name>/`).
 
-Files: `job.log` (raw job log), `job-view.json` (final web job view), `runner.log` (the runner's own
-log for this task), `api-transcript.jsonl`, `manifest.json`.
+Files in this bundle: {listed}.
 """
 
 

@@ -36,9 +36,11 @@ def test_pickup_timeout_names_the_label_cancels_and_leaves_a_bundle(target, tmp_
     assert result.error is not None and "no runner with label 'nobody-has-this-label'" in result.error
     assert "the run was cancelled" in result.error and "pickup=3s" in result.error
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    assert manifest["outcome"] == "error" and "nobody-has-this-label" in manifest["error"]
+    assert manifest["outcome"] == "inconclusive" and "nobody-has-this-label" in manifest["error"]
+    assert "cannot see whether that runner is online" in result.error  # not a runner's fault: inconclusive
     assert (tmp_path / "bundle" / "api-transcript.jsonl").read_text().count("\n") > 3
-    assert "no verdict" in (tmp_path / "bundle" / "repro.md").read_text()
+    repro = (tmp_path / "bundle" / "repro.md").read_text()
+    assert "— inconclusive" in repro and "nobody-has-this-label" in repro
 
 
 def test_frozen_runner_bundle_has_stall_time_step_cpu_and_goroutines(target, tmp_path):
