@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from harness import config
 from harness.errors import HarnessError
@@ -69,7 +69,8 @@ def _up(args: argparse.Namespace) -> int:
             _print(f"reusing the healthy lab {args.lab}")
             return _show(existing, args.json)
         _print(f"replacing lab {args.lab}: {problem or 'other runner versions requested'}")
-        existing.down()
+        with existing:  # down on exit: what it leaves is raised (a new boot would collide with it)
+            pass
     forgejo_version = _versions([args.forgejo_version] if args.forgejo_version else None, "forgejo")[0]
     forgejo = binaries.resolve("forgejo", forgejo_version,
                                explicit={forgejo_version: Path(args.forgejo_binary)} if args.forgejo_binary else None)
@@ -99,6 +100,9 @@ def _show(lab: labs.Lab, as_json: bool) -> int:
         _print(f"    labels: {', '.join(r['labels'].values())}")
         c = r["cache_server"]
         _print(f"    cache server pid {c['pid']} port {c['port']} (proxy {c['proxy_port']}) dir {c['dir']}")
+    for _key, r in data["private_runners"].items():
+        _print(f"  private runner {r['name']} v{r['version']} pid {r['pid']} alive={r['alive']} log {r['log']}")
+        _print(f"    labels: {', '.join(r['labels'].values())}; cache server port {r['cache_server']['port']}")
     for s in data["seeded"]:
         _print(f"  seeded {s['repo']} @ {s['commit'][:12]} refs {', '.join(s['refs'])}")
     _print("  listeners:")
@@ -121,10 +125,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     directory = labs.lab_dir_for(args.lab)
-    if not (directory / "lab.json").exists():
+    if not directory.exists():
         _print(f"no lab {args.lab} is up")
         return 0
-    leaks = labs.Lab.load(directory).down(notify=_print)
+    try:
+        lab = labs.Lab.load(directory)
+    except HarnessError as exc:  # no lab.json (a failed or killed boot) or a corrupt one
+        lab = None
+        _print(f"lab {args.lab}: {str(exc).split(';')[0]}; stopping what carries its id")
+    if lab is not None:
+        leaks = lab.down(notify=_print)
+    else:
+        lock = FileLock(str(labs_dir() / f"{args.lab}.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise HarnessError(f"lab {args.lab} is booting (its lock {lock.lock_file} is held); not touched") from None
+        try:
+            leaks = labs.teardown_dir(args.lab, notify=_print)
+        finally:
+            lock.release()
     if leaks:
         _print("leak check FAILED, still present:\n  " + "\n  ".join(leaks))
         return 1

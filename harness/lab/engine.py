@@ -205,20 +205,33 @@ def sole_user(lab_id: str) -> bool:
     return _users(runtime_dir()) in ([], [lab_id])
 
 
+NOT_A_USER = "not used by this lab"
+
+
+def is_user(lab_id: str) -> bool:
+    """True while this lab is entered as a user of our dockerd."""
+    return (runtime_dir() / "users" / lab_id).exists()
+
+
 def release(lab_id: str, *, keep_log_in: Path | None = None) -> str:
     """Drop this lab from our dockerd's users; stop the dockerd when none is left.
 
     Needs no :class:`Engine`: ``lab down`` / ``lab prune`` of a failed boot (no ``lab.json``) release
-    by the lab id. ``keep_log_in``: a dir the dockerd's log is copied into before its runtime dir goes.
+    by the lab id. A lab that is not a user (never was, or released already) stops nothing:
+    :data:`NOT_A_USER`. ``keep_log_in``: a dir the dockerd's log is copied into before its runtime
+    dir goes.
     """
-    if not runtime_dir().exists():
-        return "not running"
+    if not is_user(lab_id):
+        return NOT_A_USER
     with _lock():
         return _release_locked(runtime_dir(), lab_id, keep_log_in)
 
 
 def _release_locked(run: Path, lab_id: str, keep_log_in: Path | None) -> str:
-    (run / "users" / lab_id).unlink(missing_ok=True)
+    entry = run / "users" / lab_id
+    if not entry.exists():
+        return NOT_A_USER
+    entry.unlink()
     others = _users(run)
     if others:
         return f"kept running for {len(others)} other lab(s)"

@@ -68,19 +68,44 @@ def install(lab_id: str, ports: Sequence[int], bridges: Sequence[str] = (), *, f
     chain = chain_name(lab_id)
     if _ipt("-n", "-L", chain, check=False).returncode == 0:  # a stale chain of the same id
         remove(lab_id)
-    tag = f'"{comment(lab_id)}"'  # lab ids are letters, digits, '.', '_' and '-' (lab.lab_dir_for)
+    tag = f'"{comment(lab_id)}"'
     lines = ["*filter", f":{chain} - [0:0]"]
     lines += [f"-A {chain} -i {interface} -j ACCEPT" for interface in (*ALLOWED_INTERFACES, *bridges)]
     lines.append(f"-A {chain} -j DROP")
-    for start in range(0, len(ports), 15):  # multiport takes at most 15 ports
-        chunk = ",".join(str(p) for p in ports[start:start + 15])
-        lines.append(f"-I INPUT -p tcp -m multiport --dports {chunk} -m comment --comment {tag} -j {chain}")
+    lines += _jump_lines(lab_id, ports, "-I")
     if forward:
         lines += [f"-I FORWARD -i {bridge} -o {bridge} -m comment --comment {tag} -j ACCEPT"
                   for bridge in ("docker0", "br-+")]
     lines.append("COMMIT")
     _restore("\n".join(lines) + "\n")
     return rules(lab_id)
+
+
+def _jump_lines(lab_id: str, ports: Sequence[int], action: str) -> list[str]:
+    tag = f'"{comment(lab_id)}"'  # lab ids are letters, digits, '.', '_' and '-' (lab.lab_dir_for)
+    chain = chain_name(lab_id)
+    return [f"{action} INPUT -p tcp -m multiport --dports {','.join(str(p) for p in ports[start:start + 15])} "
+            f"-m comment --comment {tag} -j {chain}" for start in range(0, len(ports), 15)]  # multiport: ≤ 15 ports
+
+
+def add_ports(lab_id: str, ports: Sequence[int]) -> list[str]:
+    """Send more of the lab's ports (a private runner's cache server) through its existing chain.
+
+    Raises:
+        LabError: the lab has no chain (it was booted without confinement) or iptables refused.
+    """
+    if _ipt("-n", "-L", chain_name(lab_id), check=False).returncode != 0:
+        raise LabError(f"lab {lab_id} has no firewall chain {chain_name(lab_id)}; its ports cannot join it")
+    _restore("\n".join(["*filter", *_jump_lines(lab_id, ports, "-I"), "COMMIT"]) + "\n")
+    return [r for r in rules(lab_id) if any(str(p) in r for p in ports) and r.startswith("-A INPUT")]
+
+
+def remove_ports(lab_id: str, ports: Sequence[int]) -> None:
+    """Delete the jumps :func:`add_ports` added for ``ports`` (idempotent; the chain stays)."""
+    if shutil.which("iptables") is None:
+        return
+    for line in _jump_lines(lab_id, ports, "-D"):
+        _ipt(*shlex.split(line), check=False)
 
 
 def _restore(text: str) -> None:

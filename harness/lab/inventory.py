@@ -19,7 +19,6 @@ from filelock import FileLock, Timeout
 
 from harness import procs
 from harness.errors import HarnessError
-from harness.lab import firewall
 from harness.paths import labs_dir
 
 UP, STOPPED, FAILED_BOOT = "up", "stopped", "failed boot"
@@ -74,7 +73,7 @@ def prune(entries: list[LabEntry], *, older_than_hours: float = 0.0, dry_run: bo
     A stopped lab goes through ``Lab.down`` first (its firewall rules and Docker leftovers too); a
     lab whose session holds its lock (a pytest session booting it) is left alone.
     """
-    from harness.lab.lab import Lab
+    from harness.lab.lab import Lab, teardown_dir
 
     removed = []
     for entry in entries:
@@ -102,10 +101,8 @@ def prune(entries: list[LabEntry], *, older_than_hours: float = 0.0, dry_run: bo
                     leaks, cleaned = Lab.load(entry.dir).down(), True
                 except HarnessError as exc:
                     notify(f"{entry.id}: {exc}")
-            if not cleaned:  # a failed boot or an unreadable lab.json: what down would have removed
-                if firewall.available():
-                    firewall.remove(entry.id)
-                procs.sweep(entry.id)
+            if not cleaned:  # a failed boot or an unreadable lab.json: its processes, rules and dockerd use
+                leaks = teardown_dir(entry.id, notify=notify)
             shutil.rmtree(entry.dir, ignore_errors=True)
             notify(f"{entry.id}: removed ({entry.state})" + (f"; clean-up left: {', '.join(leaks)}" if leaks else ""))
             removed.append(entry.id)

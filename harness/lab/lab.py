@@ -10,35 +10,30 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import secrets
 import shutil
-import socket
-import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import docker.errors
+import psutil
 import requests
 
 from harness import procs
-from harness.budgets import BUDGETS
 from harness.errors import ConfigError, HarnessError, LabError
 from harness.forgejo.client import ForgejoClient
 from harness.lab import engine as engines
 from harness.lab import firewall
-from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, free_port, local_session
+from harness.lab.forgejo import ADMIN, ForgejoServer, ZombieSettings, local_session
 from harness.lab.prepare import Prepared
-from harness.lab.seed import Seeded, adopt, place, refs_from_uses, stand_in_sources
+from harness.lab.seed import Seeded
 from harness.paths import labs_dir
 from harness.redact import register_secret
 from harness.runners.binaries import Binary
-from harness.runners.process import LabRunner, labels_for
-from harness.scenarios import load_all
+from harness.runners.process import LabRunner
 from harness.versions import Version
 
 log = logging.getLogger(__name__)
@@ -121,6 +116,7 @@ class Lab:
                 "bridge_ip": self.engine.bridge_ip, "runtime": self.engine.runtime, "version": self.engine.version,
             },
             "runners": {key: r.to_json() for key, r in self.runners.items()},
+            "private_runners": {key: r.to_json() for key, r in self.private_runners().items()},
             "prepared": None if self.prepared is None else self.prepared.__dict__,
             "seeded": [s.__dict__ for s in self.seeded],
             "firewall": self.firewall_rules,
@@ -133,13 +129,7 @@ class Lab:
     def save(self) -> None:
         """Write ``lab.json`` plus what :meth:`load` needs."""
         data = self.to_json()
-        data["_runner_state"] = {
-            key: {"secret_file": str(r.dir / ".runner"), "pid": r.pid, "cache_pid": r.cache_pid, "starts": r.starts,
-                  "binary": str(r.binary.path), "version": str(r.version), "name": r.name,
-                  "capacity": r.capacity, "cache_port": r.cache_port, "proxy_port": r.proxy_port,
-                  "docker_host": r.docker_host}
-            for key, r in self.runners.items()
-        }
+        data["_runner_state"] = {key: r.to_state() for key, r in self.runners.items()}
         data["_forgejo"] = {"host": self.forgejo.host, "port": self.forgejo.port, "work": str(self.forgejo.work),
                             "binary": str(self.forgejo.binary.path)}
         tmp = self.state_file.with_suffix(".tmp")
@@ -148,7 +138,8 @@ class Lab:
 
     @classmethod
     def load(cls, directory: Path) -> Lab:
-        """Rebuild a Lab handle from ``lab.json`` (for ``status``, ``down`` and reuse).
+        """Rebuild a Lab handle from ``lab.json`` (for ``status``, ``down`` and reuse); the runners'
+        pids come from their ``pids.json``.
 
         Raises:
             LabError: no lab there, or a corrupt state file.
@@ -168,25 +159,38 @@ class Lab:
             eng = data.get("engine")
             engine = None if eng is None else engines.Engine(eng["host"], eng["ours"], eng["pid"], eng["bridge_ip"],
                                                               eng["runtime"], eng["version"])
-            runners = {}
-            for key, info in data["runners"].items():
-                st = data["_runner_state"][key]
-                runner = LabRunner(
-                    name=st["name"], binary=Binary("forgejo-runner", Version.parse(st["version"]), Path(st["binary"]),
-                                                   "lab.json"),
-                    dir=Path(info["dir"]), instance_url=server.url, labels=dict(info["labels"]), lab_id=data["id"],
-                    capacity=st["capacity"], bridge_ip=eng["bridge_ip"] if eng else server.host,
-                    docker_host=st["docker_host"], cache_port=st["cache_port"], proxy_port=st["proxy_port"],
-                    overrides=info.get("overrides") or {}, without_tools=tuple(info.get("without_tools") or ()),
-                    pid=st["pid"], cache_pid=st["cache_pid"], starts=st["starts"],
-                )
-                runners[key] = runner
+            runners = {key: LabRunner.from_state(st) for key, st in data["_runner_state"].items()}
             prepared = Prepared(**data["prepared"]) if data.get("prepared") else None
             seeded = [Seeded(s["repo"], s["source"], s["commit"], tuple(s["refs"])) for s in data.get("seeded", [])]
         except (KeyError, ValueError, TypeError) as exc:
             raise LabError(f"{state} is corrupt ({type(exc).__name__}: {exc}); remove {directory} by hand") from None
         return cls(data["id"], directory, server, engine, runners, prepared, seeded, data.get("firewall", []),
                    data.get("firewall_note", ""), data.get("boot_seconds", 0.0), dict(data.get("boot_phases") or {}))
+
+    # -- private runners ---------------------------------------------------------------
+    def private_runner(self, version_key: str, *, notify: Notify = lambda s: None) -> contextlib.AbstractContextManager[
+            LabRunner]:
+        """A runner of ``version_key`` (a key of :attr:`runners`) that nobody else uses, for a cell that
+        signals, restarts or slows its runner: its own registration, config, cache server and labels
+        (``regress-12.1.2-p<6 hex>-native:host``). Recorded under ``private/`` while it lives (``lab
+        status`` lists it, ``lab down`` stops it even when its owner died); stopped, unregistered and
+        removed on exit.
+
+        Raises:
+            LabError: no such runner in the lab, or the private runner did not come up (its log named).
+        """
+        from harness.lab.private import private_runner
+
+        return private_runner(self, version_key, notify=notify)
+
+    def private_runners(self) -> dict[str, LabRunner]:
+        """The private runners recorded now (by any process), by key."""
+        found = {}
+        for record in sorted((self.dir / "private").glob("*/runner.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                runner = LabRunner.from_state(json.loads(record.read_text()))
+                found[runner.key] = runner
+        return found
 
     # -- health ----------------------------------------------------------------------
     def healthy(self) -> str | None:
@@ -207,12 +211,10 @@ class Lab:
     def listeners(self) -> list[dict[str, Any]]:
         """Every TCP listener of the lab's processes (address, port, process)."""
         pids = {self.forgejo.pid: "forgejo"}
-        for key, r in self.runners.items():
+        for key, r in {**self.runners, **self.private_runners()}.items():
             pids[r.pid] = f"runner {key}"
             pids[r.cache_pid] = f"cache-server {key}"
         found = []
-        import psutil
-
         for pid, what in pids.items():
             if not procs.alive(pid):
                 continue
@@ -226,9 +228,22 @@ class Lab:
         return sorted(found, key=lambda x: (x["process"], x["port"]))
 
     # -- teardown --------------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """``down()``; what it left is raised as a LabError, or logged when an error is already in flight."""
+        leaks = self.down()
+        if leaks:
+            message = f"lab {self.id} down left: {', '.join(leaks)} (its dir {self.dir} is kept)"
+            if exc is None:
+                raise LabError(message)
+            log.error(message)
+
     def down(self, *, keep_dir: bool = False, notify: Notify = lambda s: None) -> list[str]:
         """Stop and remove everything of this lab; returns what the leak check still finds."""
-        for key, runner in self.runners.items():
+        for key, runner in {**self.private_runners(), **self.runners}.items():
             notify(f"stopping runner {key}: {runner.stop()}; cache server: {runner.stop_cache_server()}")
         notify(f"stopping Forgejo: {self.forgejo.stop()}")
         if self.engine is not None:
@@ -239,10 +254,14 @@ class Lab:
         swept = procs.sweep(self.id)
         if swept:
             notify(f"killed leftover processes: {', '.join(swept)}")
-        if self.engine is not None and self.engine.ours:
-            notify(f"our dockerd: {engines.release_dockerd(self.engine, self.id)}")
+        used_ours = False
+        if self.engine is None or self.engine.ours:  # None: a failed boot may have started ours
+            released = engines.release(self.id, keep_log_in=self.dir if keep_dir else None)
+            used_ours = released != engines.NOT_A_USER
+            if used_ours:
+                notify(f"our dockerd: {released}")
         firewall.remove(self.id)
-        leaks = leak_check(self)
+        leaks = leak_check(self, used_ours=used_ours)
         if not keep_dir and not leaks:
             shutil.rmtree(self.dir, ignore_errors=True)
         return leaks
@@ -278,21 +297,59 @@ def remove_docker_leftovers(engine: engines.Engine, lab_id: str, *, everything: 
     return removed
 
 
-def leak_check(lab: Lab) -> list[str]:
-    """What of the lab is still there: processes, containers, networks, volumes, firewall rules, dockerd."""
+def leak_check(lab: Lab, *, used_ours: bool | None = None) -> list[str]:
+    """What of the lab is still there: processes, containers, networks, volumes, firewall rules, dockerd.
+
+    ``used_ours``: whether the lab used our dockerd (default: its engine says so).
+    """
     leaks = [f"process {p.name()}[{p.pid}]" for p in procs.tagged(lab.id)]
     if firewall.available():
         leaks += [f"firewall rule: {r}" for r in firewall.rules(lab.id)]
-    if lab.engine is not None:
-        if lab.engine.ours:
-            if engines.sole_user(lab.id):
-                leaks += [f"our dockerd's process {p.name()}[{p.pid}]" for p in procs.tagged(engines.SHARED_TAG)]
-                if engines.runtime_dir().exists():
-                    leaks.append(f"our dockerd's runtime dir {engines.runtime_dir()}")
-        else:
-            client = lab.engine.client()
-            mine = client.containers.list(all=True, filters={"label": f"regress.lab={lab.id}"})
-            leaks += [f"container {c.name}" for c in mine]
+    if lab.engine is None or lab.engine.ours:
+        leaks += _dockerd_leaks(lab.id, bool(lab.engine) if used_ours is None else used_ours)
+    else:
+        client = lab.engine.client()
+        mine = client.containers.list(all=True, filters={"label": f"regress.lab={lab.id}"})
+        leaks += [f"container {c.name}" for c in mine]
+    return leaks
+
+
+def _dockerd_leaks(lab_id: str, used: bool) -> list[str]:
+    """Our dockerd still running (or its runtime dir still there) although the lab used it and no
+    other lab does."""
+    if engines.is_user(lab_id):
+        return [f"our dockerd still lists lab {lab_id} as a user ({engines.runtime_dir() / 'users' / lab_id})"]
+    if not used or not engines.sole_user(lab_id):
+        return []
+    leaks = [f"our dockerd's process {p.name()}[{p.pid}]" for p in procs.tagged(engines.SHARED_TAG)]
+    if engines.runtime_dir().exists() and leaks:
+        leaks.append(f"our dockerd's runtime dir {engines.runtime_dir()}")
+    return leaks
+
+
+def teardown_dir(lab_id: str, *, notify: Notify = lambda s: None) -> list[str]:
+    """Clean up a lab dir that has no usable ``lab.json`` (a failed or killed boot): stop the
+    processes carrying the lab id (and those its pid files name, once verified), drop its firewall
+    rules, release our dockerd when only this lab used it, remove the dir. Returns what is left.
+    """
+    directory = lab_dir_for(lab_id)
+    for state_file in sorted(directory.glob("*/*/runner.json")):  # runners/<key>, private/<key>
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, HarnessError):
+            runner = LabRunner.from_state(json.loads(state_file.read_text()))
+            notify(f"runner {runner.key}: {runner.stop()}; cache server: {runner.stop_cache_server()}")
+    swept = procs.sweep(lab_id)
+    if swept:
+        notify(f"killed processes of lab {lab_id}: {', '.join(swept)}")
+    if firewall.available():
+        firewall.remove(lab_id)
+    released = engines.release(lab_id)
+    if released != engines.NOT_A_USER:
+        notify(f"our dockerd: {released}")
+    leaks = [f"process {p.name()}[{p.pid}]" for p in procs.tagged(lab_id)]
+    leaks += [f"firewall rule: {r}" for r in firewall.rules(lab_id)] if firewall.available() else []
+    leaks += _dockerd_leaks(lab_id, released != engines.NOT_A_USER)
+    if not leaks:
+        shutil.rmtree(directory, ignore_errors=True)
     return leaks
 
 
@@ -312,11 +369,6 @@ def lab_dir_for(lab_id: str) -> Path:
     return labs_dir() / lab_id
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) != 0
-
-
 def boot(
     lab_id: str,
     forgejo_binary: Binary,
@@ -330,162 +382,55 @@ def boot(
     confine: bool = True,
     notify: Notify = lambda s: None,
 ) -> Lab:
-    """Boot a lab; on any failure everything already started is removed before the error propagates.
+    """Boot a lab (usable as ``with boot(...) as lab:``, which takes it down on exit).
+
+    On any failure everything already started (Forgejo, runners, cache servers, firewall rules, our
+    dockerd when no other lab uses it) is stopped before the error propagates; the lab dir is kept
+    with the logs the error names (and dockerd's log when it stopped ours).
 
     Raises:
         LabError: a part did not come up; the message says which and where its log is.
     """
-    t0 = time.monotonic()
+    from harness.lab.booting import Boot, BootOptions
+
     directory = lab_dir_for(lab_id)
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    os.chmod(directory, 0o700)
-    prepared = Prepared.load()
-    if use_docker and prepared is None:
-        raise LabError("the lab is not prepared (no job image); run: python -m harness lab prepare")
-    engine: engines.Engine | None = None
-    lab: Lab | None = None
-    pool = ThreadPoolExecutor(max_workers=8)
-    # Forgejo's schema and admin do not need the engine: they run while dockerd starts; the address
-    # (the bridge, where job containers reach the host) is filled in once the engine answers.
-    server = ForgejoServer(forgejo_binary, directory / "forgejo", "127.0.0.1", 0, lab_id, zombie or ZombieSettings())
-    phases: dict[str, float] = {}
-
-    def start_seeding() -> Future[tuple[list[Seeded], float]]:
-        def timed() -> tuple[list[Seeded], float]:
-            return _ready_then_seed(server, admin, seed_sources, seed_refs), time.monotonic() - t0
-
-        return pool.submit(timed)
-
-    engine_future: Future[engines.Engine] | None = None
-
+    directory.mkdir(parents=True, mode=0o700)
+    options = BootOptions(capacity, seed_sources, seed_refs, zombie or ZombieSettings(), use_docker, confine)
+    run: Boot | None = None
     try:
-        engine_future = pool.submit(_engine, directory, lab_id, notify) if use_docker else None
-        server.configure()
-        notify(f"Forgejo {forgejo_binary.version}: migrate")
-        server.migrate()
-        admin = pool.submit(server.create_admin)
-        # Registration needs only the database: it runs now, beside the admin and the engine's start.
-        job_image = prepared.job_image if prepared and use_docker else None
-        identities = {spec.key: (f"regress-{spec.key}", secrets.token_hex(20),
-                                 labels_for(spec.binary.version, job_image, spec.config_name)) for spec in specs}
-        registrations = [pool.submit(server.register_runner, name, secret, list(labels.values()))
-                         for name, secret, labels in identities.values()]
-        # A dockerd reuses an existing docker0 and its address: Forgejo can start on it right away, and
-        # the actions are seeded while the engine still starts.
-        guess = engines.existing_bridge_ip() if use_docker else "127.0.0.1"
-        seeding = None
-        if guess is not None:
-            server.set_address(guess, free_port(guess))
-            server.start()
-            seeding = start_seeding()
-        engine = engine_future.result() if engine_future else None
-        host = engine.bridge_ip if engine else "127.0.0.1"
-        if guess != host:
-            if seeding is not None:  # what it seeds stays in the database and on disk
-                seeding.result()
-                server.stop()
-            server.set_address(host, free_port(host))
-            server.start()
-        runners: dict[str, LabRunner] = {}
-        plugin_copies: list[Future[object]] = []
-        lab = Lab(lab_id, directory, server, engine, runners, prepared, boot_phases=phases)
-        for spec in specs:
-            name, secret, labels = identities[spec.key]
-            runner = LabRunner(
-                name=name, binary=spec.binary, dir=directory / "runners" / spec.key, instance_url=server.url,
-                labels=dict(labels), lab_id=lab_id, capacity=capacity, bridge_ip=host,
-                docker_host=engine.host if engine else None, cache_port=free_port(host), proxy_port=free_port(host),
-                overrides=spec.overrides, without_tools=spec.without_tools, secret=secret,
-            )
-            runner.prepare()
-            if prepared and prepared.buildx and engine:
-                plugins = runner.home / ".docker" / "cli-plugins"
-                plugins.mkdir(parents=True, exist_ok=True)
-                # a copy (~95 MB), not a link: a job may rewrite its plugin in place (the real
-                # setup-buildx-action installs one), which must not reach the prepared file
-                plugin_copies.append(pool.submit(shutil.copy2, prepared.buildx, plugins / "docker-buildx"))
-            runners[spec.key] = runner
-        caches = [pool.submit(r.start_cache_server) for r in runners.values()]
-        if confine:
-            ports = [server.port] + [p for r in runners.values() for p in (r.cache_port, r.proxy_port)]
-            if firewall.available():
-                lab.firewall_rules = firewall.install(lab_id, ports, forward=bool(engine and engine.ours))
-            else:
-                lab.firewall_note = "iptables unavailable: ports not confined"
-        version = server.wait_ready()
-        phases["forgejo_ready"] = time.monotonic() - t0
-        # the job images matter to jobs, not to the runners' start: checked (imported) off its critical path
-        images = pool.submit(_import_images, engine, prepared) if engine and prepared else None
-        notify(f"Forgejo {version} answers at {server.url}")
-        admin.result()
-        if seeding is None:
-            seeding = start_seeding()
-        for future in registrations + caches:
-            future.result()
-
-        def start(runner: LabRunner) -> None:
-            runner.create_runner_file()  # it pings Forgejo: only once Forgejo answers
-            runner.start()
-            runner.wait_online()
-
-        for key, future in [(k, pool.submit(start, r)) for k, r in runners.items()]:
-            future.result()
-            notify(f"runner {key} polls with labels {', '.join(runners[key].labels.values())}")
-        phases["runners_polling"] = time.monotonic() - t0
-        if images is not None:
-            images.result()
-        for copy in plugin_copies:
-            copy.result()
-        lab.seeded, phases["actions_seeded"] = seeding.result()
-        server.unboost()
-        lab.boot_seconds = time.monotonic() - t0
-        lab.save()
-        return lab
-    except BaseException:
-        if lab is not None:
-            lab.down(keep_dir=True)
-        else:
-            server.stop()
-            if engine is None and engine_future is not None:  # a dockerd still starting is ours to release too
-                with contextlib.suppress(BaseException):
-                    engine = engine_future.result(timeout=BUDGETS.dockerd_ready + 10)
-            if engine is not None and engine.ours:
-                engines.release_dockerd(engine, lab_id)
-            procs.sweep(lab_id)
+        run = Boot(lab_id, directory, forgejo_binary, list(specs), options, notify)
+        return run.run()
+    except BaseException as exc:
+        if run is not None:
+            run.settle()
+        leaks = _abort(run.lab if run else None, lab_id)
+        if leaks and isinstance(exc, HarnessError):
+            raise LabError(f"{exc}\n(the failed boot's clean-up left: {', '.join(leaks)}; logs in {directory})") \
+                from exc
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if run is not None:
+            run.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _engine(directory: Path, lab_id: str, notify: Notify) -> engines.Engine:
-    engine = engines.find_existing()
-    if engine is None:
-        notify("no Docker engine answers; starting our own dockerd")
-        engine = engines.acquire_dockerd(lab_id)
-    return engine
-
-
-def _import_images(engine: engines.Engine, prepared: Prepared) -> None:
-    engines.ensure_image(engine, prepared.job_image, Path(prepared.job_tar))
-    engines.ensure_image(engine, prepared.binfmt_image, Path(prepared.binfmt_tar))
-
-
-def _ready_then_seed(server: ForgejoServer, admin: Future[None], sources: Mapping[str, Path] | None,
-                     refs: Mapping[str, set[str]] | None) -> list[Seeded]:
-    """Seed every stand-in (and the user's copies), tagged as the scenarios reference them: placed on
-    disk at once, adopted once Forgejo answers with the admin's token (created here, over the API)."""
-    merged = {**stand_in_sources(), **(sources or {})}
+def _abort(lab: Lab | None, lab_id: str) -> list[str]:
+    """The clean-up of a failed boot (the dir stays: its logs explain the failure); what is left."""
     try:
-        refs = {**refs_from_uses(u for s in load_all() for u in s.uses()), **(refs or {})}
-        placed = place(merged, refs, server.work / "data" / "repos")
-        server.wait_ready()
-        admin.result()
-        token = server.create_token()
-        adopt(ForgejoClient(server.url, token, trust_env=False), placed)
-        return placed
-    except HarnessError:
-        raise
-    except Exception as exc:  # git, file or HTTP failure while seeding: name it
-        raise LabError(f"seeding actions failed: {type(exc).__name__}: {exc}") from exc
+        if lab is not None:
+            return lab.down(keep_dir=True)
+        return teardown_dir_keep(lab_id)
+    except Exception as exc:  # the boot's own error matters more; name this one beside it
+        log.exception("clean-up of the failed boot of lab %s", lab_id)
+        return [f"(clean-up failed: {type(exc).__name__}: {exc})"]
+
+
+def teardown_dir_keep(lab_id: str) -> list[str]:
+    """The processes, firewall rules and dockerd use of a lab that got no handle yet; the dir stays."""
+    procs.sweep(lab_id)
+    if firewall.available():
+        firewall.remove(lab_id)
+    released = engines.release(lab_id, keep_log_in=lab_dir_for(lab_id))
+    leaks = [f"process {p.name()}[{p.pid}]" for p in procs.tagged(lab_id)]
+    return leaks + _dockerd_leaks(lab_id, released != engines.NOT_A_USER)

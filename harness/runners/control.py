@@ -55,9 +55,14 @@ SETTLED = {"STOP": "stopped", "CONT": "running"}  # the state a signal leads to,
 def send(runner: LabRunner, signal_name: str) -> None:
     """Send a named signal (KILL, STOP, TERM, CONT, QUIT) to the runner daemon.
 
-    STOP and CONT return once the process shows the new state (every thread of a Go program must
-    stop first; a caller reading the state at once would otherwise still see it running), at most
-    after the ``signal_settle`` budget.
+    The pid is re-read (``pids.json``: another worker may have restarted the runner) and verified
+    right before the signal: alive, started when recorded, running this runner's binary with its
+    config. STOP and CONT return once the process shows the new state (every thread of a Go program
+    must stop first; a caller reading the state at once would otherwise still see it running), at
+    most after the ``signal_settle`` budget.
+
+    Raises:
+        LabError: an unknown signal, or no verified process of this runner to signal.
     """
     if signal_name not in SIGNALS:
         raise LabError(f"unknown signal {signal_name!r}; one of {sorted(SIGNALS)}")
@@ -70,10 +75,11 @@ def send(runner: LabRunner, signal_name: str) -> None:
 
 
 def state(runner: LabRunner) -> str:
-    """``running``, ``stopped`` or ``gone``."""
+    """``running``, ``stopped`` or ``gone`` (also when its recorded pid now belongs to another process)."""
     try:
-        status = psutil.Process(runner.pid or 0).status()
-    except psutil.Error:
+        pid = runner.verified_pid()
+        status = psutil.Process(pid).status()
+    except (LabError, psutil.Error):
         return "gone"
     if status == psutil.STATUS_STOPPED:
         return "stopped"

@@ -3,22 +3,29 @@
 Each has its own dir (``.runner``, config, ``HOME``, ``DOCKER_CONFIG``, workdir, cache store), its
 own cache server started from its own binary (bound by firewall rules the lab adds), stdout and
 stderr captured from the first line, and a PATH with ``git`` and ``node``.
+
+The pids of the daemon and its cache server live in one place every process reads: ``pids.json``
+in the runner's dir (pid and kernel start time of each), rewritten at every start. ``pid`` and
+``cache_pid`` re-read it when it changed, so a runner restarted by one pytest-xdist worker is seen
+by every other; a signal goes only to a pid just verified to be that runner's process.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
+from filelock import FileLock
 
 from harness import procs
 from harness.budgets import BUDGETS
@@ -56,6 +63,53 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 
 
 _SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's when there
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process the lab started: its pid and its kernel start time (a pid alone may be reused)."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRecord:
+        """The record of a process just started (0.0 as start time when it is already gone)."""
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except psutil.Error:
+            return cls(pid, 0.0)
+
+    @classmethod
+    def parse(cls, data: Any) -> ProcessRecord | None:
+        """From ``{"pid": …, "create_time": …}``; None for anything else."""
+        if isinstance(data, dict) and isinstance(data.get("pid"), int):
+            return cls(data["pid"], float(data.get("create_time") or 0.0))
+        return None
+
+
+def check_process(record: ProcessRecord | None, cmdline: list[str], what: str) -> int:
+    """The pid of ``record`` once verified to be ``what``: alive, started when recorded, running ``cmdline``.
+
+    Raises:
+        LabError: never started, gone, or the pid now belongs to another process (reused).
+    """
+    if record is None:
+        raise LabError(f"{what} has no recorded pid (it was never started)")
+    try:
+        proc = psutil.Process(record.pid)
+        status, started, actual = proc.status(), proc.create_time(), proc.cmdline()
+    except psutil.Error:
+        raise LabError(f"{what} is not running (pid {record.pid} is gone)") from None
+    if status == psutil.STATUS_ZOMBIE:
+        raise LabError(f"{what} is not running (pid {record.pid} exited)")
+    if abs(started - record.create_time) > 0.05:
+        raise LabError(f"pid {record.pid} is no longer {what}: that process started at {started:.2f}, {what} at "
+                       f"{record.create_time:.2f} (the pid was reused); nothing was signalled")
+    if cmdline not in (actual, actual[1:]):  # actual[1:]: a script binary shows its interpreter first
+        raise LabError(f"pid {record.pid} is not {what}: it runs {' '.join(actual)!r}, expected "
+                       f"{' '.join(cmdline)!r}; nothing was signalled")
+    return record.pid
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
@@ -77,11 +131,78 @@ class LabRunner:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     env_overrides: Mapping[str, str | None] = field(default_factory=dict)
     without_tools: tuple[str, ...] = ()
-    pid: int | None = None
-    cache_pid: int | None = None
+    daemon: ProcessRecord | None = None
+    cache_server: ProcessRecord | None = None
     secret: str = ""
     cache_secret: str = ""
     starts: int = 0
+    registration: str = ""  # the runner UUID Forgejo answered at registration (when this process registered it)
+    _pids_seen: tuple[int, int] = field(default=(0, 0), init=False, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """``12.1.2``, ``12.1.2-cacheoff`` or ``12.1.2-p1a2b3c``: the runner's id in the lab."""
+        return self.name.removeprefix("regress-")
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's pid, as last saved by any process (re-read from ``pids.json`` when it changed)."""
+        self.refresh()
+        return self.daemon.pid if self.daemon else None
+
+    @property
+    def cache_pid(self) -> int | None:
+        """The cache server's pid, as last saved by any process."""
+        self.refresh()
+        return self.cache_server.pid if self.cache_server else None
+
+    @property
+    def pid_file(self) -> Path:
+        """``pids.json``: pid and start time of the daemon and the cache server, and the start count."""
+        return self.dir / "pids.json"
+
+    def refresh(self) -> None:
+        """Load ``pids.json`` when another process (or this one) rewrote it since the last look."""
+        try:
+            st = self.pid_file.stat()
+        except OSError:
+            return
+        if (st.st_ino, st.st_mtime_ns) == self._pids_seen:
+            return
+        try:
+            data = json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return  # replaced meanwhile: the next look reads the new one
+        self.daemon = ProcessRecord.parse(data.get("daemon"))
+        self.cache_server = ProcessRecord.parse(data.get("cache_server"))
+        self.starts = int(data.get("starts") or 0)
+        self._pids_seen = (st.st_ino, st.st_mtime_ns)
+
+    def _save_pids(self) -> None:
+        data = {"daemon": self.daemon and self.daemon.__dict__, "cache_server": self.cache_server and
+                self.cache_server.__dict__, "starts": self.starts}
+        tmp = self.pid_file.with_name(f".pids.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.pid_file)
+        st = self.pid_file.stat()
+        self._pids_seen = (st.st_ino, st.st_mtime_ns)
+
+    def daemon_cmd(self) -> list[str]:
+        """The daemon's command line."""
+        return [str(self.binary.path), "-c", str(self.config_file), "daemon"]
+
+    def cache_server_cmd(self) -> list[str]:
+        """The cache server's command line."""
+        return [str(self.binary.path), "-c", str(self.dir / "cache-server.yaml"), "cache-server"]
+
+    def verified_pid(self) -> int:
+        """The daemon's pid, re-read and verified (alive, started when recorded, this runner's command line).
+
+        Raises:
+            LabError: not running, or the pid belongs to another process now.
+        """
+        self.refresh()
+        return check_process(self.daemon, self.daemon_cmd(), f"runner {self.name}'s daemon")
 
     @property
     def version(self) -> Version:
@@ -198,6 +319,18 @@ class LabRunner:
                                "secret": self.cache_secret}}
         (self.dir / "cache-server.yaml").write_text(yaml.dump(cache_cfg, Dumper=_SAFE_DUMPER))
         os.chmod(self.dir / "cache-server.yaml", 0o600)
+        self.save_state()
+
+    @property
+    def state_file(self) -> Path:
+        """``runner.json``: :meth:`to_state`, so any process (``lab down`` of a failed boot) can rebuild it."""
+        return self.dir / "runner.json"
+
+    def save_state(self) -> None:
+        """Write ``runner.json`` (atomically)."""
+        tmp = self.state_file.with_name(f".runner.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_state(), indent=2))
+        tmp.replace(self.state_file)
 
     def create_runner_file(self) -> None:
         """``forgejo-runner create-runner-file`` (offline; writes ``.runner``)."""
@@ -215,12 +348,14 @@ class LabRunner:
         """Start this runner's own cache server (its own binary) and wait for its port."""
         if self.cache_pid and procs.alive(self.cache_pid):
             return
-        self.cache_pid = procs.spawn([str(self.binary.path), "-c", str(self.dir / "cache-server.yaml"), "cache-server"],
-                                     log_file=self.cache_log_file, lab_id=self.lab_id, env=self._env(), cwd=self.dir)
+        pid = procs.spawn(self.cache_server_cmd(), log_file=self.cache_log_file, lab_id=self.lab_id, env=self._env(),
+                          cwd=self.dir)
+        self.cache_server = ProcessRecord.of(pid)
+        self._save_pids()
         import socket
 
         def probe() -> bool:
-            if not procs.alive(self.cache_pid):
+            if not procs.alive(pid):
                 raise LabError(f"cache server of {self.name} exited; log {self.cache_log_file}: "
                                + self.cache_log_file.read_text(errors="replace")[-400:])
             with socket.socket() as sock:
@@ -232,12 +367,14 @@ class LabRunner:
                  evidence=str(self.cache_log_file), wait=adaptive_wait(fast=0.05, slow=0.1))
 
     def start(self) -> None:
-        """Start the daemon detached; a line marks each start in its log."""
+        """Start the daemon detached; a line marks each start in its log; ``pids.json`` gets its pid."""
+        self.refresh()
         self.starts += 1
         with self.log_file.open("a") as out:
             out.write(f"=== regress: daemon start #{self.starts} ===\n")
-        self.pid = procs.spawn([str(self.binary.path), "-c", str(self.config_file), "daemon"],
-                               log_file=self.log_file, lab_id=self.lab_id, env=self._env(), cwd=self.dir)
+        pid = procs.spawn(self.daemon_cmd(), log_file=self.log_file, lab_id=self.lab_id, env=self._env(), cwd=self.dir)
+        self.daemon = ProcessRecord.of(pid)
+        self._save_pids()
 
     def wait_online(self) -> None:
         """Wait for the declare line and a launched poller of the latest start."""
@@ -264,28 +401,70 @@ class LabRunner:
         return text[text.rfind(marker):] if marker in text else text
 
     def signal(self, sig: int) -> None:
-        """Send a signal to the daemon (runner control)."""
-        if not procs.alive(self.pid):
-            raise LabError(f"runner {self.name} is not running (pid {self.pid})")
-        assert self.pid is not None
-        os.kill(self.pid, sig)
+        """Send a signal to the daemon (runner control), once its pid is verified to be this runner's.
+
+        Raises:
+            LabError: the daemon is not running, or its recorded pid belongs to another process now.
+        """
+        os.kill(self.verified_pid(), sig)
+
+    def _stop(self, record: ProcessRecord | None, cmdline: list[str], what: str) -> str:
+        if record is None or not procs.alive(record.pid):
+            return "not running"
+        try:
+            pid = check_process(record, cmdline, what)
+        except LabError as exc:
+            return f"not stopped: {exc}"
+        return procs.stop(pid, budget=BUDGETS.runner_stop)
 
     def stop(self) -> str:
-        """Graceful stop: SIGTERM, SIGKILL after ``runner_stop``."""
-        return procs.stop(self.pid, budget=BUDGETS.runner_stop)
+        """Graceful stop: SIGTERM (SIGCONT first), SIGKILL after ``runner_stop``; only a verified pid."""
+        self.refresh()
+        return self._stop(self.daemon, self.daemon_cmd(), f"runner {self.name}'s daemon")
 
     def stop_cache_server(self) -> str:
-        """Stop the cache server."""
-        return procs.stop(self.cache_pid, budget=BUDGETS.runner_stop)
+        """Stop the cache server (only a verified pid)."""
+        self.refresh()
+        return self._stop(self.cache_server, self.cache_server_cmd(), f"runner {self.name}'s cache server")
 
     def restart(self) -> None:
-        """Stop (if alive) and start again, waiting until it polls."""
-        if procs.alive(self.pid):
-            assert self.pid is not None
-            os.kill(self.pid, signal.SIGCONT)
+        """Stop (if alive) and start again, waiting until it polls; the cache server is started again
+        when it is gone. Serialized between processes; the new pids are in ``pids.json`` for all."""
+        with FileLock(str(self.dir / "control.lock")):
+            self.refresh()
             self.stop()
-        self.start()
-        self.wait_online()
+            self.start_cache_server()
+            self.start()
+            self.wait_online()
+
+    def to_state(self) -> dict[str, Any]:
+        """What :meth:`from_state` needs to rebuild this handle in another process (no secrets, no pids:
+        those are in ``pids.json``)."""
+        return {"name": self.name, "binary": str(self.binary.path), "version": str(self.version), "dir": str(self.dir),
+                "instance_url": self.instance_url, "labels": dict(self.labels), "lab_id": self.lab_id,
+                "capacity": self.capacity, "bridge_ip": self.bridge_ip, "docker_host": self.docker_host,
+                "cache_port": self.cache_port, "proxy_port": self.proxy_port, "overrides": dict(self.overrides),
+                "env_overrides": dict(self.env_overrides), "without_tools": list(self.without_tools),
+                "registration": self.registration}
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> LabRunner:
+        """Rebuild a handle saved by :meth:`to_state`; its pids come from ``pids.json``.
+
+        Raises:
+            KeyError, ValueError, TypeError: a corrupt state (the caller names the file).
+        """
+        runner = cls(
+            name=data["name"], binary=Binary("forgejo-runner", Version.parse(data["version"]), Path(data["binary"]),
+                                             "lab.json"),
+            dir=Path(data["dir"]), instance_url=data["instance_url"], labels=dict(data["labels"]),
+            lab_id=data["lab_id"], capacity=int(data["capacity"]), bridge_ip=data["bridge_ip"],
+            docker_host=data["docker_host"], cache_port=int(data["cache_port"]), proxy_port=int(data["proxy_port"]),
+            overrides=dict(data.get("overrides") or {}), env_overrides=dict(data.get("env_overrides") or {}),
+            without_tools=tuple(data.get("without_tools") or ()), registration=data.get("registration") or "",
+        )
+        runner.refresh()
+        return runner
 
     def to_json(self) -> dict[str, Any]:
         """What ``lab status`` shows (no secrets)."""
@@ -298,6 +477,8 @@ class LabRunner:
             "log": str(self.log_file),
             "pid": self.pid,
             "alive": procs.alive(self.pid),
+            "starts": self.starts,
+            "pid_file": str(self.pid_file),
             "cache_server": {"pid": self.cache_pid, "port": self.cache_port, "proxy_port": self.proxy_port,
                              "dir": str(self.cache_dir), "log": str(self.cache_log_file)},
             "workdir": str(self.workdir),

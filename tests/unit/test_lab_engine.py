@@ -141,18 +141,21 @@ def test_release_by_lab_id_stops_a_dockerd_only_that_lab_used(private_runtime, t
         assert outcome == "stopped" and not procs.alive(pid)
         assert not private_runtime.exists()
         assert "API listen" in (labs / "lab-b" / "dockerd.log").read_text()
-        assert engine.release("lab-b") == "not running"
+        assert engine.release("lab-b") == engine.NOT_A_USER
     finally:
         procs.stop(pid, budget=5)
 
 
 def test_a_pid_file_naming_a_foreign_process_is_never_signalled(private_runtime, tmp_path):
     (private_runtime / "users").mkdir(parents=True)
+    (tmp_path / "cache" / "labs" / "lab-a").mkdir()
+    (private_runtime / "users" / "lab-a").write_text("1")
     foreign = spawn_tagged("someone-else", tmp_path)  # not carrying our dockerd's tag: a reused pid
     try:
         (private_runtime / "dockerd.pid").write_text(str(foreign))
         assert engine.dockerd_pid() is None
         assert engine.release("lab-a") == "not running"
+        assert engine.release("lab-a") == engine.NOT_A_USER
         assert procs.alive(foreign)
     finally:
         procs.stop(foreign, budget=5)
