@@ -61,6 +61,7 @@ class Expect:
     control: RunnerControl | None
     dispatch: bool
     slow_actions: float | None = None  # seconds added to every request of the action fetch
+    jobs: Mapping[str, Status] = field(default_factory=dict)  # per job id, overrides ``job`` (several jobs)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -72,7 +73,7 @@ class Expect:
 
         unknown = set(data) - {
             "kind", "marker", "job", "steps", "continue_on_error", "post_steps", "setup_budget", "log_markers",
-            "observe", "expected_violations", "requires", "runner_control", "dispatch", "slow_actions",
+            "observe", "expected_violations", "requires", "runner_control", "dispatch", "slow_actions", "jobs",
         }
         if unknown:
             raise fail(f"unknown keys {sorted(unknown)}")
@@ -90,6 +91,9 @@ class Expect:
             return parsed
 
         steps = {str(k): status(v, f"steps.{k}") for k, v in (data.get("steps") or {}).items()}
+        if not isinstance(data.get("jobs") or {}, Mapping):
+            raise fail("jobs must map job ids to their expected result, e.g. {build: success, test: failure}")
+        jobs = {str(k): status(v, f"jobs.{k}") for k, v in (data.get("jobs") or {}).items()}
         budget = data.get("setup_budget") or {}
         markers = data.get("log_markers") or {}
         bad_markers = set(markers) - {"job_must", "job_must_not", "runner_must", "runner_must_not"}
@@ -155,6 +159,7 @@ class Expect:
             control=control,
             dispatch=bool(data.get("dispatch", False)),
             slow_actions=slow_delay,
+            jobs=jobs,
             raw=data,
         )
 
@@ -168,6 +173,7 @@ class Scenario:
     template: str
     expect: Expect
     readme: str
+    job_ids: tuple[str, ...] = ()  # the workflow's ``jobs:`` keys, in order (= Forgejo's job indexes)
 
     @property
     def workflow_file(self) -> str:
@@ -220,18 +226,37 @@ def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
         raise ConfigError(f"{path / 'workflow.yml'}: no {LABEL_PLACEHOLDER} placeholder for the runner label")
     slow_placeholder = SLOW_ACTIONS_PLACEHOLDER in template
     try:
-        _yaml(template.replace(LABEL_PLACEHOLDER, "label"))
+        workflow = _yaml(template.replace(LABEL_PLACEHOLDER, "label"))
         data = _yaml((path / "expect.yml").read_text()) if (path / "expect.yml").is_file() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path / 'expect.yml'}: missing or not a mapping")
     readme = (path / "README.md").read_text() if (path / "README.md").is_file() else ""
+    job_ids = workflow_job_ids(workflow, path / "workflow.yml")
     expect = Expect.parse(data, str(path / "expect.yml"))
+    unknown_jobs = [k for k in expect.jobs if k not in job_ids]
+    if unknown_jobs:
+        raise ConfigError(f"{path / 'expect.yml'}: jobs names {unknown_jobs}, which workflow.yml does not define "
+                          f"(its jobs: {list(job_ids)})")
     if slow_placeholder != (expect.slow_actions is not None):
         raise ConfigError(f"{path}: {SLOW_ACTIONS_PLACEHOLDER} in workflow.yml and slow_actions in expect.yml go "
                           "together")
-    return Scenario(name, path, template, expect, readme)
+    return Scenario(name, path, template, expect, readme, job_ids)
+
+
+def workflow_job_ids(workflow: Any, where: Path | str) -> tuple[str, ...]:
+    """The ``jobs:`` keys of a parsed workflow, in file order.
+
+    Raises:
+        ConfigError: the workflow is not a mapping, or its ``jobs:`` is missing, empty or not a mapping.
+    """
+    jobs = workflow.get("jobs") if isinstance(workflow, Mapping) else None
+    if not isinstance(jobs, Mapping) or not jobs:
+        found = "missing" if not isinstance(workflow, Mapping) or "jobs" not in workflow else f"{jobs!r}"[:80]
+        raise ConfigError(f"{where}: jobs: must be a non-empty mapping of job id → job (found: {found}); the "
+                          "harness names jobs by these ids (stall detection, runner-log attribution)")
+    return tuple(str(k) for k in jobs)
 
 
 def load_all(root: Path = WORKFLOWS_DIR) -> list[Scenario]:

@@ -101,6 +101,14 @@ class JobSummary:
     duration: float | None
 
 
+def _run_error(run: Mapping[str, Any]) -> str:
+    """The run-level error of the job view (v13 ``preExecutionError``), verbatim; "" when there is none."""
+    value = run.get("preExecutionError")
+    if value is None or value == "":
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
 @dataclass(frozen=True)
 class JobView:
     """One answer of the web job view: the run's state plus the current job's steps and logs."""
@@ -114,6 +122,7 @@ class JobView:
     steps: tuple[Step, ...]
     attempts: int | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    run_error: str = ""  # v13 ``state.run.preExecutionError``: why the run never started its jobs ("" = none)
 
     @classmethod
     def from_view(cls, payload: Mapping[str, Any]) -> JobView:
@@ -162,6 +171,7 @@ class JobView:
             steps=tuple(steps),
             attempts=len(attempts) if isinstance(attempts, list) else None,
             raw=payload,
+            run_error=_run_error(run),
         )
 
     @property
@@ -189,7 +199,8 @@ class JobView:
         """One line for a live status or a timeout message."""
         jobs = ", ".join(f"{j.name}: {j.status}" for j in self.jobs) or "no jobs"
         steps = ", ".join(str(s) for s in self.steps) or "no steps"
-        return f"run {self.run_status} (done={self.run_done}); jobs [{jobs}]; steps [{steps}]"
+        error = f"; run error: {self.run_error}" if self.run_error else ""
+        return f"run {self.run_status} (done={self.run_done}); jobs [{jobs}]; steps [{steps}]{error}"
 
 
 def parse_api_time(text: str | None) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -279,3 +280,24 @@ def test_first_log_runner_only_looks_at_the_head():
     lines = ["noise"] * 5 + ["r12-f11(version:v12.1.2) received task 5 of job test"]
     assert first_log_runner(lines) is None
     assert first_log_runner([]) is None
+
+
+# -- run-level error (v13 ``state.run.preExecutionError``) ---------------------------------------------------
+
+
+def test_recorded_runs_have_no_run_error(recording):
+    for payload in recording.job_view_payloads():
+        has_key = "preExecutionError" in (payload.get("state") or {}).get("run", {})
+        assert has_key == (recording.forgejo.startswith("13.") and bool(payload.get("state")))
+        assert JobView.from_view(payload).run_error == ""
+
+
+def test_pre_execution_error_is_kept_verbatim(recording_at):
+    payload = copy.deepcopy(recording_at("forgejo-13.0.5/runner-12.1.2/native-ok").job_view_payloads()[0])
+    text = "  Workflow was not run: jobs.test: 'runs_on' is not a valid key\n(line 4)"
+    payload["state"]["run"].update(preExecutionError=text, status="failure", done=True, jobs=[])
+    view = JobView.from_view(payload)
+    assert view.run_error == text
+    assert view.summary().endswith(f"; run error: {text}")
+    payload["state"]["run"]["preExecutionError"] = {"code": 3}
+    assert JobView.from_view(payload).run_error == "{'code': 3}"  # never dropped, whatever its shape

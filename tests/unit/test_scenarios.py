@@ -44,6 +44,7 @@ def test_each_scenario_is_valid(name):
     rendered = yaml.safe_load(scenario.render("regress-12.1.2-native", "http://127.0.0.1:1"))
     jobs = rendered["jobs"]
     assert [job["runs-on"] for job in jobs.values()] == ["regress-12.1.2-native"]
+    assert scenario.job_ids == tuple(jobs) == (name,)  # today every scenario's one job is named after it
 
 
 @pytest.mark.parametrize("name", [n for n in scenario_names() if load(n).expect.marker == "regression"])
@@ -261,3 +262,54 @@ def test_slow_action_fetch_fixture():
     assert scenario.expect.slow_actions and scenario.expect.setup_cold
     assert scenario.expect.slow_actions > scenario.expect.setup_cold  # one delayed request already exceeds it
     assert scenario.expect.expected_violations == ("setup-over-budget",)
+
+
+# -- job ids (the workflow's ``jobs:`` keys) and per-job expectations -------------------------------------------
+
+TWO_JOBS = ("on: [push]\njobs:\n  lint:\n    runs-on: __RUNS_ON__\n    steps: [{run: 'true'}]\n"
+            "  unit:\n    name: Unit tests\n    needs: lint\n    runs-on: __RUNS_ON__\n    steps: [{run: 'false'}]\n")
+
+
+def test_job_ids_in_file_order(tmp_path):
+    _scenario(tmp_path, workflow=TWO_JOBS.replace("  lint:", "  zeta:").replace("needs: lint", "needs: zeta"))
+    assert load("sc", tmp_path).job_ids == ("zeta", "unit")  # file order, not sorted; the id, not the name
+
+
+def test_expected_result_per_job(tmp_path):
+    _scenario(tmp_path, workflow=TWO_JOBS, expect="kind: native\njob: success\njobs: {unit: failure}\n")
+    exp = load("sc", tmp_path).expect
+    assert exp.job is Status.SUCCESS and exp.jobs == {"unit": Status.FAILURE}
+    assert parse().jobs == {}
+
+
+def test_expected_job_must_be_in_the_workflow(tmp_path):
+    folder = _scenario(tmp_path, workflow=TWO_JOBS, expect="kind: native\njobs: {Unit tests: failure}\n")
+    with pytest.raises(ConfigError, match=r"jobs names \['Unit tests'\], which workflow.yml does not define "
+                                          r"\(its jobs: \['lint', 'unit'\]\)") as info:
+        load("sc", tmp_path)
+    assert str(info.value).startswith(str(folder / "expect.yml"))
+
+
+@pytest.mark.parametrize(("jobs", "message"), [
+    ({"unit": "running"}, r"jobs\.unit: 'running' is not a final status"),
+    (["unit"], "jobs must map job ids to their expected result"),
+])
+def test_parse_rejects_bad_jobs(jobs, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(jobs=jobs)
+
+
+@pytest.mark.parametrize(("workflow", "found"), [
+    ("on: [push]\nname: __RUNS_ON__\n", "missing"),
+    ("name: __RUNS_ON__\njobs:\n", "None"),
+    ("name: __RUNS_ON__\njobs: {}\n", "{}"),
+    ("on: [push]\njobs:\n  - runs-on: __RUNS_ON__\n", "[{'runs-on': 'label'}]"),
+    ("- __RUNS_ON__\n", "missing"),
+])
+def test_load_rejects_workflow_without_a_jobs_mapping(tmp_path, workflow, found):
+    folder = _scenario(tmp_path, workflow=workflow)
+    with pytest.raises(ConfigError) as info:
+        load("sc", tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'workflow.yml'}: jobs: must be a non-empty mapping")
+    assert f"(found: {found})" in message

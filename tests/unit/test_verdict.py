@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from harness.forgejo.models import JobView, LogLine, Status
 from harness.scenarios import Expect
-from harness.verdict import Observation, PostStep, Violation, judge, post_steps, selfcheck_mismatch, setup_seconds
+from harness.verdict import (
+    JobVerdict,
+    Observation,
+    PostStep,
+    Verdict,
+    Violation,
+    judge,
+    post_steps,
+    selfcheck_mismatch,
+    setup_seconds,
+    setup_window,
+)
 
 DEFAULT_SETUP = (60.0, 20.0)
 
@@ -365,3 +377,282 @@ def test_table_and_json():
     assert data["post_steps"] == [{"name": "P", "outcome": None}]
     assert [v["rule"] for v in data["violations"]] == ["green-steps-failed-job", "post-step-cut-off"]
     assert run(make_view("success", GREEN), expect(job="success")).table().endswith("violations: none")
+
+
+# -- real-shaped payloads: recordings edited where the lab cannot be made to misbehave on demand ------------
+
+POST_DEMO = "forgejo-11.0.15/runner-12.1.2/native-post"
+COMPLETE = 3  # the "Complete job" row of the native-post recording
+
+
+def edited(rec, edit) -> JobView:
+    """The recording's final job view, after ``edit(payload)`` on a deep copy."""
+    payload = copy.deepcopy(rec.last_view_payload())
+    edit(payload)
+    return JobView.from_view(payload)
+
+
+def complete_log(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return next(e for e in payload["logs"]["stepsLog"] if e["step"] == COMPLETE)["lines"]
+
+
+def duplicate_post(first_outcome: str):
+    """The post step of native-post run twice: the first run ends ``first_outcome``, the second succeeds."""
+
+    def edit(payload: dict[str, Any]) -> None:
+        lines = complete_log(payload)
+        start, ran, success, done = (dict(line) for line in lines)
+        first = dict(success, message=f"  {first_outcome} - Post actions/post-demo@main")
+        lines[:] = [start, ran, first, dict(start), dict(ran), success, done]
+        for i, line in enumerate(lines, 1):
+            line["index"] = i
+
+    return edit
+
+
+def test_duplicated_post_step_failure_is_not_hidden_by_second_success(recording_at):
+    view = edited(recording_at(POST_DEMO), duplicate_post("❌  Failure"))
+    verdict = run(view, expect(job="success", post_steps=["actions/post-demo@main"]))
+    assert verdict.post_steps == (PostStep("actions/post-demo@main", Status.FAILURE),
+                                  PostStep("actions/post-demo@main", Status.SUCCESS))
+    assert rules(verdict) == {"hidden-post-failure"}
+    both_ok = run(edited(recording_at(POST_DEMO), duplicate_post("✅  Success")), expect(job="success"))
+    assert both_ok.violations == () and len(both_ok.post_steps) == 2
+
+
+def test_post_steps_pair_each_start_with_the_next_outcome_of_that_name():
+    lines = ["⭐ Run Post A", "⭐ Run Post B", "✅  Success - Post B", "❌  Failure - Post A",
+             "⭐ Run Post A", "✅  Success - Post A [1.2s]", "⭐ Run Post A"]
+    assert post_steps(lines) == (PostStep("A", Status.FAILURE), PostStep("B", Status.SUCCESS),
+                                 PostStep("A", Status.SUCCESS), PostStep("A", None))
+    assert post_steps(["✅  Success - Post lonely"]) == (PostStep("lonely", Status.SUCCESS),)
+
+
+def cut_off_post(payload: dict[str, Any]) -> None:
+    """native-post with its post step's outcome line gone (what a lost final log upload looks like)."""
+    lines = complete_log(payload)
+    lines[:] = [line for line in lines if "Success - Post" not in line["message"]]
+
+
+@pytest.mark.parametrize("job", ["success", "failure", "cancelled"])
+def test_cut_off_post_step_is_reported_whatever_the_job_status(recording_at, job):
+    def edit(payload: dict[str, Any]) -> None:
+        cut_off_post(payload)
+        payload["state"]["run"]["jobs"][0]["status"] = job
+
+    verdict = run(edited(recording_at(POST_DEMO), edit), expect(job=job))
+    assert verdict.post_steps == (PostStep("actions/post-demo@main", None),)
+    assert "post-step-cut-off" in rules(verdict)
+    cut = next(v for v in verdict.violations if v.rule == "post-step-cut-off")
+    assert "'actions/post-demo@main'" in cut.message and f"(job {job})" in cut.message
+    if job == "success":
+        assert rules(verdict) == {"post-step-cut-off"}
+
+
+def test_cut_off_not_reported_while_the_job_runs():
+    view = make_view("running", [SETUP, ("a", "success", ["a"]), ("Complete job", "running", ["⭐ Run Post P"])],
+                     done=False)
+    assert rules(run(view, expect(job="success"))) == {"job-not-done", "unexpected-job-result"}
+
+
+def test_failed_expected_post_step_in_a_failed_job():
+    view = make_view("failure", [SETUP, ("a", "failure", ["exit 1"]),
+                                 ("Complete job", "failure", ["⭐ Run Post X", "❌  Failure - Post X"])])
+    verdict = run(view, expect(job="failure", post_steps=["X"]))
+    assert rules(verdict) == {"unexpected-step-result"}
+    assert "post step 'X' failed" in verdict.violations[0].message
+
+
+# -- several jobs --------------------------------------------------------------------------------------------
+
+F13 = "forgejo-13.0.5/runner-12.1.2"
+
+
+def two_jobs(first: dict[str, Any], second: dict[str, Any], names=("lint", "unit"),
+             statuses: tuple[str | None, str | None] = (None, None)) -> list[JobView]:
+    """A two-job run from two recorded final views: each view lists both jobs, shows its own."""
+    a, b = copy.deepcopy(first), copy.deepcopy(second)
+    jobs = []
+    for i, payload in enumerate((a, b)):
+        job = dict(payload["state"]["run"]["jobs"][0], id=10 + i, name=names[i])
+        if statuses[i]:
+            job["status"] = statuses[i]
+        jobs.append(job)
+    for i, payload in enumerate((a, b)):
+        payload["state"]["run"]["jobs"] = copy.deepcopy(jobs)
+        payload["state"]["currentJob"]["title"] = names[i]
+    return [JobView.from_view(a), JobView.from_view(b)]
+
+
+def test_second_job_green_steps_failed_is_found(recording_at):
+    ok = recording_at(f"{F13}/native-ok").last_view_payload()
+    views = two_jobs(ok, ok, statuses=(None, "failure"))
+    verdict = run(views, expect(job="success", marker="selfcheck", expected_violations=["green-steps-failed-job"]))
+    assert rules(verdict) == {"green-steps-failed-job", "unexpected-job-result"}
+    green = verdict.violations[0]
+    assert green.rule == "green-steps-failed-job" and green.message.startswith("job 'unit': ")
+    assert verdict.job_statuses == (Status.SUCCESS, Status.FAILURE)
+    assert verdict.job_status is Status.SUCCESS  # job 0's, as before
+    only_first = run(views[0], expect(job="success"))  # one view: job 1 judged on its status only
+    assert rules(only_first) == {"unexpected-job-result", "observation-unavailable"}
+    assert only_first.jobs[1] == JobVerdict(1, "unit", Status.FAILURE, (), (), None, viewed=False)
+
+
+def test_expected_result_per_job_id(recording_at):
+    views = two_jobs(recording_at(f"{F13}/native-ok").last_view_payload(),
+                     recording_at(f"{F13}/native-fail").last_view_payload())
+    assert run(views, expect(job="success", jobs={"unit": "failure"})).violations == ()
+    plain = run(views, expect(job="success"))
+    assert rules(plain) == {"unexpected-job-result"}
+    message = plain.violations[0].message
+    assert message.startswith("job 'unit' is failure, expected success") and "legitimate" in message
+    unknown = run(views, expect(job="success", jobs={"unit": "failure", "deploy": "success"}))
+    assert rules(unknown) == {"missing-job"} and "'deploy'" in unknown.violations[0].message
+
+
+def test_job_ids_match_expectations_when_names_differ(recording_at):
+    views = two_jobs(recording_at(f"{F13}/native-ok").last_view_payload(),
+                     recording_at(f"{F13}/native-fail").last_view_payload(), names=("Lint it", "Unit tests"))
+    exp = expect(job="success", jobs={"unit": "failure"})
+    assert run(views, exp).rules() == ("unexpected-job-result", "missing-job")
+    by_id = judge(views, exp, Observation(), default_setup=DEFAULT_SETUP, job_ids=("lint", "unit"))
+    assert by_id.violations == ()
+
+
+def test_step_expectations_match_whichever_job_has_the_row(recording_at):
+    views = two_jobs(recording_at(f"{F13}/native-ok").last_view_payload(),
+                     recording_at(f"{F13}/native-fail").last_view_payload())
+    exp = expect(job="success", jobs={"unit": "failure"},
+                 steps={"echo first-step": "success", "echo must-be-skipped": "skipped"})
+    assert run(views, exp).violations == ()
+    wrong = run(views, expect(job="success", jobs={"unit": "failure"},
+                              steps={"echo must-be-skipped": "success", "echo nowhere": "success"}))
+    assert [v.rule for v in wrong.violations] == ["unexpected-step-result", "missing-step"]
+    assert wrong.violations[0].message.startswith("job 'unit': step 'echo must-be-skipped' is skipped")
+    assert "'lint': ['echo first-step'" in wrong.violations[1].message
+
+
+def test_markers_over_every_job_log(recording_at):
+    views = two_jobs(recording_at(f"{F13}/native-ok").last_view_payload(),
+                     recording_at(f"{F13}/native-fail").last_view_payload())
+    exp = expect(job="success", jobs={"unit": "failure"},
+                 log_markers={"job_must": ["before-exit", "first-step"], "job_must_not": ["🏁  Job failed"]})
+    verdict = run(views, exp)
+    assert [v.message for v in verdict.violations] == ["job 'unit': job log contains '🏁  Job failed'"]
+
+
+def test_several_jobs_table_json_and_slowest_setup(recording_at):
+    ok = recording_at(f"{F13}/native-ok").last_view_payload()
+    views = two_jobs(ok, recording_at(f"{F13}/native-fail").last_view_payload())
+    verdict = run(views, expect(job="success", jobs={"unit": "failure"}))
+    assert verdict.setup_seconds == max(setup_seconds(v) for v in views)
+    table = verdict.table()
+    assert table.startswith("run: 2 jobs\njob 0 'lint': success\n")
+    assert "job 1 'unit': failure" in table and "echo must-be-skipped" in table and "(slowest job)" in table
+    data = verdict.to_json()
+    assert data["job"] == "success" and [s["name"] for s in data["steps"]] == [s.name for s in views[0].steps]
+    assert [(j["index"], j["name"], j["status"], j["viewed"]) for j in data["jobs"]] == [
+        (0, "lint", "success", True), (1, "unit", "failure", True)]
+    slow = run(views, expect(job="success", jobs={"unit": "failure"}, setup_budget={"cold": 0.001}),
+               Observation(cold=True))
+    assert [v.rule for v in slow.violations] == ["setup-over-budget", "setup-over-budget"]
+    assert slow.violations[1].message.startswith("job 'unit': 'Set up job' took")
+
+
+def test_same_view_passed_for_two_job_indexes_is_flagged(recording_at):
+    views = two_jobs(recording_at(f"{F13}/native-ok").last_view_payload(),
+                     recording_at(f"{F13}/native-fail").last_view_payload())
+    verdict = run([views[0], views[0]], expect(job="success", jobs={"unit": "failure"}))
+    assert "job-view-mismatch" in rules(verdict)
+    assert "job index 1 shows job 'lint', not 'unit'" in verdict.violations[0].message
+
+
+def test_verdict_built_without_jobs_still_renders():
+    verdict = Verdict((), Status.SUCCESS, (("a", Status.SUCCESS, 1.0),), (), None, None, None)
+    assert verdict.job_statuses == (Status.SUCCESS,)
+    assert verdict.to_json()["jobs"][0]["steps"] == [{"name": "a", "status": "success", "duration": 1.0}]
+    assert verdict.table().startswith("job: success\n  a")
+
+
+def test_judge_needs_a_view():
+    with pytest.raises(ValueError, match="at least one job view"):
+        run([])
+
+
+# -- run-level errors (v13 preExecutionError) ------------------------------------------------------------------
+
+REJECTION = "Workflow was not run: jobs.test: unknown key 'runs_on' (line 4)"  # illustrative text
+
+
+def rejected(payload: dict[str, Any], *, keep_jobs: bool) -> None:
+    """A v13 final view edited into a rejected run: the error in ``state.run``, no task, no steps."""
+    run_state = payload["state"]["run"]
+    run_state.update(status="failure", done=True, preExecutionError=REJECTION)
+    run_state["jobs"] = [dict(run_state["jobs"][0], status="failure")] if keep_jobs else []
+    payload["state"]["currentJob"].update(steps=[], detail="")
+    payload["logs"]["stepsLog"] = []
+
+
+@pytest.mark.parametrize("keep_jobs", [False, True])
+def test_pre_execution_error_is_workflow_rejected(recording_at, keep_jobs):
+    view = edited(recording_at(f"{F13}/native-ok"), lambda p: rejected(p, keep_jobs=keep_jobs))
+    assert view.run_error == REJECTION
+    verdict = run(view, expect(job="success"))
+    assert verdict.violations[0] == Violation("workflow-rejected", f"Forgejo did not run the workflow; its error: "
+                                                                   f"{REJECTION}")
+    assert verdict.violations[0].severity == "fail" and not verdict.ok
+    if keep_jobs:
+        assert rules(verdict) == {"workflow-rejected", "unexpected-job-result"}
+    else:
+        assert rules(verdict) == {"workflow-rejected"}  # no "job is unknown" beside it
+
+
+def test_done_run_without_jobs_is_workflow_rejected(recording_at):
+    def edit(payload: dict[str, Any]) -> None:
+        rejected(payload, keep_jobs=False)
+        payload["state"]["run"]["preExecutionError"] = ""
+
+    verdict = run(edited(recording_at(f"{F13}/native-ok"), edit), expect(job="success"))
+    assert rules(verdict) == {"workflow-rejected"}
+    assert "without a single job" in verdict.violations[0].message
+
+
+# -- the "Set up job" window -----------------------------------------------------------------------------------
+
+
+def test_setup_window_ends_at_run_main_not_at_the_rows_last_line(recording_at):
+    view = JobView.from_view(recording_at("forgejo-11.0.15/runner-12.1.2/docker-ok").last_view_payload())
+    setup = view.step("Set up job")
+    run_main = next(line for line in setup.lines if line.message.startswith("⭐ Run Main cat /etc/os-release"))
+    assert setup.lines[-1].message.startswith("  🐳  docker exec")  # the first step's own lines follow it
+    assert setup_window(view) == (setup.lines[0].timestamp, run_main.timestamp)
+    old = setup.lines[-1].timestamp - setup.lines[0].timestamp
+    assert setup_seconds(view) == pytest.approx(run_main.timestamp - setup.lines[0].timestamp)
+    assert old - setup_seconds(view) > 0.2  # the old window counted the first step's docker exec calls
+
+
+def test_setup_window_excludes_a_javascript_actions_add_matcher_line(recording_at):
+    def edit(payload: dict[str, Any]) -> None:  # an action that registers a problem matcher (e.g. checkout)
+        lines = payload["logs"]["stepsLog"][0]["lines"]
+        last = lines[-1]
+        lines.append(dict(last, index=last["index"] + 1, timestamp=last["timestamp"] + 0.2,
+                          message="❓ add-matcher /run/act/actions/post-demo/.github/problem-matcher.json"))
+
+    view = edited(recording_at(POST_DEMO), edit)
+    setup = view.step("Set up job")
+    assert setup.lines[-1].message.startswith("❓ add-matcher")
+    assert setup_window(view)[1] == setup.lines[-2].timestamp  # ⭐ Run Main actions/post-demo@main
+
+
+def test_setup_window_fallbacks():
+    no_marker = make_view("success", [("Set up job", "success", ["a", "b", "c"]), ("x", "success", ["x"]),
+                                      ("Complete job", "success", [])], step_seconds=2.0)
+    assert setup_window(no_marker) == (1000.0, 1006.0)  # the first workflow step's first line
+    marker_in_step = make_view("success", [("Set up job", "success", ["a", "b"]),
+                                           ("x", "success", ["⭐ Run Main x", "x"]), ("Complete job", "success", [])])
+    assert setup_window(marker_in_step) == (1000.0, 1001.0)
+    pre = make_view("success", [("Set up job", "success", ["a", "⭐ Run Pre cache", "⭐ Run Main x"]),
+                                ("Complete job", "success", [])])
+    assert setup_window(pre) == (1000.0, 1000.5)
+    assert setup_window(make_view("success", [("Set up job", "success", ["only"])])) == (1000.0, 1001.0)
+    assert setup_window(make_view("success", [("x", "success", [])])) is None
