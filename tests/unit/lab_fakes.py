@@ -60,3 +60,48 @@ def fake_lab_runner(tmp_path: Path, lab_id: str, name: str = "regress-12.1.2", *
     )
     defaults.update(kw)
     return LabRunner(**defaults)  # type: ignore[arg-type]
+
+
+FAKE_FORGEJO = f"""#!{sys.executable}
+import sys
+args = sys.argv[5:]  # after --config X --work-path Y
+if args[:1] == ["web"]:
+    print("fatal: listen tcp: cannot assign requested address", flush=True)
+    sys.exit(1)
+if args[:3] == ["forgejo-cli", "actions", "register"]:
+    secret = sys.stdin.read().strip()
+    print(secret[:8] + "-4141-4141-4141-414141414141")
+"""
+
+
+def fake_forgejo_binary(directory: Path) -> Binary:
+    """A fake ``forgejo-13.0.5``: the CLI calls succeed, ``web`` exits at once with a fatal line."""
+    path = directory / "forgejo-13.0.5"
+    path.write_text(FAKE_FORGEJO)
+    path.chmod(0o755)
+    return Binary("forgejo", Version(13, 0, 5), path, "test")
+
+
+def private_runtime(tmp_path: Path, monkeypatch: object) -> Path:
+    """Our dockerd's runtime dir, lock and process tag private to the test (the machine's shared
+    dockerd is never touched) and a cache dir (labs) of its own."""
+    from harness.lab import engine
+
+    monkeypatch.setattr(engine, "runtime_dir", lambda: tmp_path / "run")  # type: ignore[attr-defined]
+    monkeypatch.setattr(engine, "SHARED_TAG", f"test-dockerd-{tmp_path.name}")  # type: ignore[attr-defined]
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path / "cache"))  # type: ignore[attr-defined]
+    (tmp_path / "cache" / "labs").mkdir(parents=True)
+    return tmp_path / "run"
+
+
+def fake_dockerd(tmp_path: Path, run: Path, lab_id: str) -> int:
+    """A process standing in for our dockerd (carrying its tag, named in its pid file), with ``lab_id`` a user."""
+    from harness import procs
+    from harness.lab import engine
+
+    (run / "users").mkdir(parents=True, exist_ok=True)
+    pid = procs.spawn([sys.executable, "-c", "import time; time.sleep(300)"], log_file=run / "dockerd.log",
+                      lab_id=engine.SHARED_TAG)
+    (run / "dockerd.pid").write_text(str(pid))
+    (run / "users" / lab_id).write_text("1")
+    return pid

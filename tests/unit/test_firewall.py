@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, LabError
 from harness.lab import firewall
 from harness.lab.lab import lab_dir_for
 
@@ -57,3 +57,28 @@ def test_lab_ids_that_could_escape_a_path_or_a_rule_are_refused(lab_id):
 def test_usual_lab_ids_are_accepted():
     for lab_id in ("default", "pytest-20261128-001109-7c0ce5", "bench-cli-1a2b3c", "a.b_c"):
         assert lab_dir_for(lab_id).name == lab_id
+
+
+def test_a_private_runners_ports_join_the_existing_chain(monkeypatch):
+    restored, deleted = [], []
+
+    def ipt(*args, check=True):
+        deleted.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(firewall, "_ipt", ipt)
+    monkeypatch.setattr(firewall, "_restore", restored.append)
+    monkeypatch.setattr(firewall, "rules", lambda lab_id: [])
+    firewall.add_ports("lab-1", [41001, 41002])
+    assert restored == ['*filter\n-I INPUT -p tcp -m multiport --dports 41001,41002 -m comment --comment '
+                        '"regress lab lab-1" -j REGRESS-lab-1\nCOMMIT\n']
+    deleted.clear()
+    firewall.remove_ports("lab-1", [41001, 41002])
+    assert deleted == [("-D", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", "41001,41002", "-m", "comment",
+                        "--comment", "regress lab lab-1", "-j", "REGRESS-lab-1")]
+
+
+def test_ports_cannot_join_a_lab_without_a_chain(calls):
+    with pytest.raises(LabError, match="lab lab-9 has no firewall chain REGRESS-lab-9"):
+        firewall.add_ports("lab-9", [1])
+    assert calls["restore"] == []

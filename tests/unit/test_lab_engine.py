@@ -13,6 +13,8 @@ from harness import procs
 from harness.errors import LabError
 from harness.lab import engine
 
+from . import lab_fakes
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "docker"
 
 
@@ -69,13 +71,7 @@ def test_no_address_at_all_says_what_was_looked_at():
 
 @pytest.fixture
 def private_runtime(tmp_path, monkeypatch):
-    """Our dockerd's runtime dir, lock and tag, private to the test (the machine's shared dockerd is
-    never touched), and a labs dir of its own."""
-    monkeypatch.setattr(engine, "runtime_dir", lambda: tmp_path / "run")
-    monkeypatch.setattr(engine, "SHARED_TAG", f"test-dockerd-{tmp_path.name}")
-    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "cache" / "labs").mkdir(parents=True)
-    return tmp_path / "run"
+    return lab_fakes.private_runtime(tmp_path, monkeypatch)
 
 
 def fake_dockerd(tmp_path: Path, run: Path) -> Path:
