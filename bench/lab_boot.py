@@ -7,8 +7,9 @@ line and first poll. Goal: ratio ≤ 1.5 on a prepared machine. Needs the lab bi
 Each figure is the median of ``--rounds`` rounds (one ``lab up`` + ``down`` and one of each part per
 round), so one slow moment of a shared machine does not decide the ratio; every round is printed.
 Besides the goal's figure (boot to every runner polling) it prints when the boot returned (the
-actions seeded too) and the wall time of the ``python -m harness lab up`` command as a user runs
-it (interpreter start, imports and the binaries' ``--version`` checks included).
+actions seeded too), the start of a private runner (``Lab.private_runner``) and the wall time of
+the ``python -m harness lab up`` command as a user runs it (interpreter start, imports and the
+binaries' ``--version`` checks included).
 
     python bench/lab_boot.py [--rounds 5] [--forgejo-version 13.0.5] [--runner-version 11.3.1 ...]
 """
@@ -32,26 +33,25 @@ from harness.runners.binaries import Binary
 from harness.versions import Version
 
 
-def lab_round(forgejo: Binary, specs: list[labs.RunnerSpec]) -> tuple[float, float, dict[str, float]]:
+def lab_round(forgejo: Binary, specs: list[labs.RunnerSpec]) -> tuple[float, float, dict[str, float], float]:
     """``lab up`` on a prepared machine: to every runner polling, and to its return (actions seeded
-    too); then each runner restarted alone."""
+    too); then each runner restarted alone, and one private runner started and stopped (its
+    registration, config, cache server, firewall jumps and declare)."""
     t0 = time.monotonic()
-    lab = labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, specs)
-    full = time.monotonic() - t0
-    polling = lab.boot_phases["runners_polling"]
-    runner_parts = {}
-    try:
+    with labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, specs) as lab:  # down on exit; leaks raise
+        full = time.monotonic() - t0
+        polling = lab.boot_phases["runners_polling"]
+        runner_parts = {}
         for key, runner in lab.runners.items():
             runner.stop()
             t = time.monotonic()
             runner.start()
             runner.wait_online()
             runner_parts[key] = time.monotonic() - t
-    finally:
-        leaks = lab.down()
-    if leaks:
-        raise SystemExit(f"lab down left: {leaks}")
-    return polling, full, runner_parts
+        t = time.monotonic()
+        with lab.private_runner(next(iter(lab.runners))):
+            private = time.monotonic() - t
+    return polling, full, runner_parts, private
 
 
 def cli_round(forgejo: Binary, specs: list[labs.RunnerSpec]) -> float:
@@ -111,9 +111,11 @@ def main() -> None:
     migrates: list[float] = []
     webs: list[float] = []
     runners: dict[str, list[float]] = {}
+    privates: list[float] = []
     print(f"Forgejo {forgejo_version}, runners {', '.join(map(str, runner_versions))}; {args.rounds} rounds")
     for n in range(1, args.rounds + 1):
-        up, full, runner_parts = lab_round(forgejo, specs)
+        up, full, runner_parts, private = lab_round(forgejo, specs)
+        privates.append(private)
         migrate, web = forgejo_round(forgejo)
         cli = cli_round(forgejo, specs)
         ups.append(up)
@@ -126,7 +128,8 @@ def main() -> None:
         parts = migrate + web + sum(runner_parts.values())
         runs = ", ".join(f"{s:.2f}" for s in runner_parts.values())
         print(f"  round {n}: lab up {up:.2f}s (returned {full:.2f}s, command {cli:.2f}s), parts {parts:.2f}s "
-              f"(migrate {migrate:.2f}, web {web:.2f}, runners {runs}), ratio {up / parts:.2f}")
+              f"(migrate {migrate:.2f}, web {web:.2f}, runners {runs}), ratio {up / parts:.2f}; private runner "
+              f"{private:.2f}s")
 
     med = statistics.median
     parts = med(migrates) + med(webs) + sum(med(v) for v in runners.values())
@@ -138,6 +141,7 @@ def main() -> None:
     print(f"  forgejo web → /api/v1/version:    {med(webs):.2f}s")
     for key, values in runners.items():
         print(f"  runner {key} start → declared:    {med(values):.2f}s")
+    print(f"  a private runner → polling:       {med(privates):.2f}s")
     print(f"  sum of unavoidable parts:         {parts:.2f}s")
     print(f"overhead ratio: {med(ups) / parts:.2f} (goal ≤ 1.5; to every runner polling)")
     print(f"  to the boot returning:           {med(fulls) / parts:.2f}")
