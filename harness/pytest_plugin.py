@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import re
@@ -10,16 +10,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from filelock import FileLock
 
-from harness import compare, config
+from harness import config, report
 from harness.cell import CellResult, NotRunnable, run_cell
 from harness.errors import ConfigError, HarnessError
-from harness.evidence import safe_name, write_index
+from harness.evidence import safe_name
 from harness.lab import lab as labs
+from harness.outcome import Outcome
 from harness.paths import labs_dir
 from harness.runners import binaries
 from harness.scenarios import load, load_all
@@ -33,13 +34,16 @@ RUN_ID = pytest.StashKey[str]()
 PLAN_PROBLEM = pytest.StashKey[str | None]()
 NOT_APPLICABLE = pytest.StashKey[dict[str, str]]()
 VERSIONS = pytest.StashKey[tuple[Version, ...]]()
-GATE = pytest.StashKey[list[compare.GateFinding]]()
+ACTIVE = pytest.StashKey[bool]()  # a scenario cell was collected or an option of ours was given
+HEADER_SHOWN = pytest.StashKey[bool]()
+TESTS = pytest.StashKey[dict[str, report.ReportedTest]]()
+FINISHED = pytest.StashKey[report.SessionReport]()
 
-MARKERS = (
-    "regression: a regression scenario from the upgrade report (fixtures/workflows)",
-    "selfcheck: a scenario that exists to prove the judge (lists its expected violations)",
-    "lab: needs the lab binaries (forgejo, forgejo-runner); skipped with the reason when they do not resolve",
-    "docker: needs a Docker engine",
+MARKERS = (  # the one place markers are registered: a user's project with --strict-markers gets them too
+    "regression: a regression scenario from the upgrade report (fixtures/workflows; selects the product run)",
+    "selfcheck: a scenario that exists to prove the judge (it lists its expected violations)",
+    "lab: needs the lab binaries (forgejo and forgejo-runner); skipped with the reason when they do not resolve",
+    "docker: needs a Docker engine (the user's or the lab's dockerd)",
 )
 
 
@@ -62,18 +66,37 @@ def _is_worker(cfg: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Markers always (a user's project gets them too); settings only when an option of ours is
+    given (command line, environment or ini): otherwise the plugin stays quiet until a scenario
+    cell is collected — no directory created, no bin dir scanned."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    try:
-        raw = config_raw(config)
-        settings = config_build(raw)
-    except ConfigError as exc:
-        raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
-    config.stash[SETTINGS] = settings
     if _is_worker(config):
         config.stash[RUN_ID] = config.workerinput["regress_run_id"]  # type: ignore[attr-defined]
     else:
         config.stash[RUN_ID] = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    config.stash[TESTS] = {}
+    if not _is_worker(config):
+        config.pluginmanager.register(_TestLog(config), "forgejo-runner-regress-testlog")
+    raw = config_raw(config)
+    given = any(setting.source != "default" for setting in raw.values())
+    config.stash[ACTIVE] = given
+    if given:
+        _settings(config, raw)
+
+
+def _settings(cfg: pytest.Config, raw: dict[str, config.Setting] | None = None) -> config.Settings:
+    """The validated settings, built on first use (a bad value is a usage error naming the option)."""
+    if SETTINGS not in cfg.stash:
+        try:
+            cfg.stash[SETTINGS] = config_build(raw if raw is not None else config_raw(cfg))
+        except ConfigError as exc:
+            raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
+    return cfg.stash[SETTINGS]
+
+
+def _active(cfg: pytest.Config) -> bool:
+    return cfg.stash.get(ACTIVE, False)
 
 
 def config_raw(cfg: pytest.Config) -> dict[str, config.Setting]:
@@ -90,7 +113,8 @@ def config_build(raw: dict[str, config.Setting]) -> config.Settings:
     return config.build(raw, os.environ)
 
 
-def pytest_configure_node(node: Any) -> None:  # xdist controller → worker
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:  # xdist controller → worker (absent with -p no:xdist)
     node.workerinput["regress_run_id"] = node.config.stash[RUN_ID]
 
 
@@ -110,7 +134,7 @@ class CellParam:
 
 
 def _versions(cfg: pytest.Config) -> tuple[Version, ...]:
-    settings = cfg.stash[SETTINGS]
+    settings = _settings(cfg)
     if VERSIONS not in cfg.stash:
         cfg.stash[VERSIONS] = settings.versions_to_run(binaries.available("forgejo-runner"))
     return cfg.stash[VERSIONS]
@@ -120,7 +144,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "regress_cell" not in metafunc.fixturenames:
         return
     cfg = metafunc.config
-    settings = cfg.stash[SETTINGS]
+    cfg.stash[ACTIVE] = True
+    settings = _settings(cfg)
     try:
         scenarios = load_all()
     except ConfigError as exc:
@@ -147,7 +172,13 @@ def _selects_regression(cfg: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    settings = config.stash[SETTINGS]
+    if not _active(config):
+        return
+    settings = _settings(config)
+    for item in items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("regress_cell")
+        if isinstance(param, CellParam):  # travels with every report (xdist too): the gate knows each cell's test
+            item.user_properties.extend([("scenario", param.scenario), ("runner", param.runner)])
     lab_items = [i for i in items if i.get_closest_marker("lab")]
     problem: str | None = None
     if lab_items and not settings.existing:
@@ -203,7 +234,7 @@ def regress_target(request: pytest.FixtureRequest) -> Target:
     """The Forgejo under test with its runners: the lab (booted once per session, shared by xdist
     workers) or ``--forgejo-url``."""
     cfg = request.config
-    settings = cfg.stash[SETTINGS]
+    settings = _settings(cfg)
     failure = ""
     try:
         if settings.existing:
@@ -234,33 +265,40 @@ def regress_cell(request: pytest.FixtureRequest) -> CellParam:
     return request.param  # type: ignore[no-any-return]
 
 
+def _skip_cell(request: pytest.FixtureRequest, cell: CellParam, reason: str) -> NoReturn:
+    """Record the cell as skipped (the table and the gate see it), then skip the test."""
+    report.write_record(_run_dir(request.config), request.node.name,
+                        report.skipped_record(cell.scenario, cell.runner, reason, request.node.nodeid))
+    request.node.user_properties.extend([("outcome", str(Outcome.SKIPPED)), ("reason", reason)])
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_cell: CellParam) -> CellResult:
     """Run the cell (push, watch, observe, judge, evidence) and record its result."""
     cfg = request.config
-    settings = cfg.stash[SETTINGS]
+    settings = _settings(cfg)
     scenario = load(regress_cell.scenario)
     na = cfg.stash.get(NOT_APPLICABLE, {}).get(regress_cell.runner)
     if na:
-        pytest.skip(f"{regress_cell.runner}: {na}")
+        _skip_cell(request, regress_cell, f"{regress_cell.runner}: {na}")
     handle = regress_target.runners.get(regress_cell.runner)
     if handle is None:
-        pytest.skip(f"no runner {regress_cell.runner} in this target")
-    run_dir = settings.evidence_dir / cfg.stash[RUN_ID]
-    test_id = safe_name(request.node.name)
+        _skip_cell(request, regress_cell, f"no runner {regress_cell.runner} in this target")
+    run_dir = _run_dir(cfg)
     try:
-        result = run_cell(regress_target, scenario, handle, run_dir / test_id, evidence=settings.evidence,
-                          keep_repo=settings.keep_repos, setup_budget=settings.setup_budget, notify=_notify(cfg),
+        result = run_cell(regress_target, scenario, handle, run_dir / safe_name(request.node.name),
+                          evidence=settings.evidence, keep_repo=settings.keep_repos,
+                          setup_budget=settings.setup_budget, notify=_notify(cfg),
                           log_command=settings.runner_log_command, stall_command=settings.runner_stall_command)
     except NotRunnable as exc:
-        pytest.skip(f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
-    cells = run_dir / "cells"
-    cells.mkdir(parents=True, exist_ok=True)
-    (cells / f"{test_id}.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
+        _skip_cell(request, regress_cell, f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
+    report.write_record(run_dir, request.node.name, {**result.to_json(), "nodeid": request.node.nodeid})
     props = request.node.user_properties
+    props.append(("outcome", str(result.outcome)))
+    props.append(("reason", result.reason))
     props.append(("runner_version", result.version))
     props.append(("forgejo_version", str(regress_target.server_version)))
-    props.append(("scenario", result.scenario))
     props.append(("label", result.label))
     for key, value in result.timings.items():
         props.append((f"timing_{key}", value))
@@ -273,69 +311,102 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
 
 
 def assert_cell(result: CellResult) -> None:
-    """Fail the test with the verdict table (never a traceback) unless the cell passed."""
+    """Pass, or fail the test without a traceback: ``fail`` with the verdict table, ``inconclusive``
+    with a message starting ``INCONCLUSIVE:`` (our own side failed: a failure, never a skip),
+    ``skipped`` as a skip with its reason."""
     __tracebackhide__ = True
+    outcome = result.outcome
+    if outcome is Outcome.PASS:
+        return
+    who = f"{result.scenario} on runner {result.runner_key}"
     where = f"\nevidence: {result.bundle}" if result.bundle else ""
-    if result.error:
-        table = f"\n{result.verdict.table()}" if result.verdict else ""
-        pytest.fail(f"{result.scenario} on runner {result.runner_key}: {result.error}{table}{where}", pytrace=False)
-    assert result.verdict is not None
+    table = f"\n{result.verdict.table()}" if result.verdict is not None else ""
+    if outcome is Outcome.SKIPPED:
+        pytest.skip(f"{who}: {result.reason}")
+    if outcome is Outcome.INCONCLUSIVE:
+        pytest.fail(f"INCONCLUSIVE: {result.reason or 'no reason recorded'}\n({who}: our side failed, "
+                    f"not the runner){table}{where}", pytrace=False)
     if result.selfcheck_problem:
-        pytest.fail(f"selfcheck {result.scenario} on runner {result.runner_key}: {result.selfcheck_problem}\n"
-                    f"{result.verdict.table()}{where}", pytrace=False)
-    if not result.passed:
-        pytest.fail(f"{result.scenario} on runner {result.runner_key} (label {result.label}):\n"
-                    f"{result.verdict.table()}{where}", pytrace=False)
+        pytest.fail(f"selfcheck {who}: {result.selfcheck_problem}{table}{where}", pytrace=False)
+    if result.verdict is None:
+        pytest.fail(f"{who}: {result.reason}{where}", pytrace=False)
+    pytest.fail(f"{who} (label {result.label}):{table}{where}", pytrace=False)
 
 
 # -- reporting ----------------------------------------------------------------------------------------
 
 
 def _run_dir(cfg: pytest.Config) -> Path:
-    return cfg.stash[SETTINGS].evidence_dir / cfg.stash[RUN_ID]
+    return _settings(cfg).evidence_dir / cfg.stash[RUN_ID]
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:300]
+
+
+def _failure_line(report: pytest.TestReport) -> str:
+    """The failure in one line: the exception (``RuntimeError: boom``) rather than the traceback's first line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return _first_line(crash.message) if crash is not None else _first_line(report.longreprtext)
+
+
+class _TestLog:
+    """Folds each phase's report into one :class:`report.ReportedTest` per test (on the controller
+    under xdist, which receives every worker's reports with their user properties)."""
+
+    def __init__(self, cfg: pytest.Config) -> None:
+        self.cfg = cfg
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = {p[0]: p[1] for p in report.user_properties if len(p) == 2}
+        tests = self.cfg.stash[TESTS]
+        run = tests.get(report.nodeid) or _new_run(report.nodeid, props)
+        if run.is_cell:
+            self.cfg.stash[ACTIVE] = True
+        if report.failed:
+            run = dataclasses.replace(run, failed=(*run.failed, report.when),
+                                      message=run.message or _failure_line(report))
+        elif report.skipped:
+            longrepr = report.longrepr
+            reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else _first_line(
+                report.longreprtext)
+            run = dataclasses.replace(run, skipped=reason.removeprefix("Skipped: "))
+        tests[report.nodeid] = run
+
+
+def _new_run(nodeid: str, props: dict[str, Any]) -> report.ReportedTest:
+    scenario, runner = props.get("scenario"), props.get("runner")
+    return report.ReportedTest(nodeid, str(scenario) if scenario else None, str(runner) if runner else None)
+
+
+def _gate_request(settings: config.Settings) -> report.GateRequest | None:
+    if settings.candidate is None or (settings.baseline is None and settings.compare_baseline is None):
+        return None
+    return report.GateRequest(candidate=str(settings.candidate),
+                              baseline=str(settings.baseline) if settings.baseline else None,
+                              gate_on=settings.gate_on, golden=settings.compare_baseline)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Reports, golden baseline, gate and exit status: :func:`harness.report.finish` decides."""
     cfg = session.config
-    if _is_worker(cfg):
-        return
-    settings = cfg.stash[SETTINGS]
-    run_dir = _run_dir(cfg)
-    cells = compare.load_cells(run_dir / "cells") if (run_dir / "cells").is_dir() else []
-    if cells:
-        (run_dir / "report.md").write_text("# Runner comparison\n\n" + compare.markdown_table(cells))
-        (run_dir / "report.json").write_text(json.dumps(
-            [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))], indent=2))
-        write_index(run_dir)
-    if settings.save_baseline is not None and cells:
-        records = [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))]
-        settings.save_baseline.parent.mkdir(parents=True, exist_ok=True)
-        settings.save_baseline.write_text(json.dumps({"schema": "forgejo-runner-regress/baseline/1",
-                                                      "cells": records}, indent=2))
-    baseline_key = str(settings.baseline) if settings.baseline else None
-    if settings.compare_baseline is not None:
-        try:
-            stored = compare.load_baseline(settings.compare_baseline)
-        except ValueError as exc:
-            raise pytest.UsageError(f"forgejo-runner-regress: --compare-baseline: {exc}") from None
-        keys = sorted({c.runner for c in stored})
-        baseline_key = baseline_key if baseline_key in keys else (keys[0] if len(keys) == 1 else None)
-        if baseline_key is None:
-            raise pytest.UsageError(f"forgejo-runner-regress: {settings.compare_baseline} holds runners {keys}; "
-                                    "name the one to compare with --baseline")
-        cells = [c for c in stored if c.runner == baseline_key] + [c for c in cells if c.runner != baseline_key]
-    if baseline_key is not None and settings.candidate is not None and cells:
-        findings = compare.gate(cells, baseline_key, str(settings.candidate), settings.gate_on)
-        cfg.stash[GATE] = findings
-        (run_dir / "gate.json").write_text(json.dumps([f.__dict__ for f in findings], indent=2))
-        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED if compare.gate_failed(findings) else pytest.ExitCode.OK
+    if _is_worker(cfg) or not _active(cfg) or cfg.getoption("collectonly", False):
+        return  # nothing ran: no report and no gate (--collect-only exits as pytest says)
+    settings = _settings(cfg)
+    try:
+        finished = report.finish(_run_dir(cfg), list(cfg.stash[TESTS].values()), int(session.exitstatus),
+                                 gate=_gate_request(settings), save=settings.save_baseline)
+    except ValueError as exc:
+        raise pytest.UsageError(f"forgejo-runner-regress: --compare-baseline: {exc}") from None
+    cfg.stash[FINISHED] = finished
+    if finished.exit_status is not None:
+        session.exitstatus = pytest.ExitCode(finished.exit_status)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _is_worker(config) or RUN_ID not in config.stash:
+    if _is_worker(config) or not _active(config):
         return
     directory = labs.lab_dir_for(_lab_id(config))
     if (directory / "lab.json").exists():
@@ -350,35 +421,42 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         lock.unlink()
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    settings = config.stash[SETTINGS]
-    shown = []
-    for name, setting in settings.sources.items():
-        if setting.source != "default":
-            value = setting.value
-            shown.append(f"{name}={value} ({setting.source})")
+def _header(cfg: pytest.Config) -> list[str]:
+    cfg.stash[HEADER_SHOWN] = True
+    settings = _settings(cfg)
+    shown = [f"  {name}={setting.value} ({setting.source})" for name, setting in settings.sources.items()
+             if setting.source != "default"]
     target = settings.forgejo_url or f"lab (bin dir {binaries.bin_dir()})"
-    versions = ", ".join(str(v) for v in _versions(config)) or "none found"
-    return [f"forgejo-runner-regress: target {target}; runner versions {versions}"] + (
-        [f"  {line}" for line in shown])
+    versions = ", ".join(str(v) for v in _versions(cfg)) or "none found"
+    return [f"forgejo-runner-regress: target {target}; runner versions {versions}", *shown]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _header(config) if _active(config) else []
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """The header of a session that turned active by collecting a scenario cell."""
+    if not _active(config) or config.stash.get(HEADER_SHOWN, False) or _is_worker(config):
+        return []
+    return _header(config)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if _is_worker(config) or RUN_ID not in config.stash:
+    finished = config.stash.get(FINISHED, None)
+    if finished is None:
         return
     run_dir = _run_dir(config)
-    if not (run_dir / "report.md").exists():
-        return
-    terminalreporter.section("forgejo-runner-regress: scenario × runner")
-    for line in (run_dir / "report.md").read_text().splitlines()[2:]:
-        terminalreporter.write_line(line)
-    terminalreporter.write_line(f"report: {run_dir / 'report.md'} (and report.json, index.md)")
-    findings = config.stash.get(GATE, None)
-    if findings is not None:
-        settings = config.stash[SETTINGS]
-        base = settings.baseline or f"golden {settings.compare_baseline}"
-        terminalreporter.section(f"upgrade gate: {base} → {settings.candidate}")
-        for f in findings:
-            terminalreporter.write_line(f"{f.kind:>14}: {f.scenario} — {f.why}")
-        verdict = "FAILED (a scenario regressed)" if compare.gate_failed(findings) else "passed (nothing regressed)"
-        terminalreporter.write_line(f"gate {verdict}")
+    for problem in finished.problems:
+        terminalreporter.write_line(f"forgejo-runner-regress: {problem}")
+    if (run_dir / "report.md").exists():
+        terminalreporter.section("forgejo-runner-regress: scenario × runner")
+        for line in (run_dir / "report.md").read_text().splitlines()[2:]:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"report: {run_dir / 'report.md'} (and report.json, index.md)")
+    settings = _settings(config)
+    lines = report.summary_lines(finished, str(settings.candidate), settings.compare_baseline)
+    if lines:
+        terminalreporter.section(lines[0])
+        for line in lines[1:]:
+            terminalreporter.write_line(line)

@@ -1,0 +1,225 @@
+"""The upgrade gate seen from pytest: exit statuses and gate lines, without a lab.
+
+The project under test stubs the lab away in its conftest: ``regress_target`` is two fake runners
+(11.3.1, 12.1.2) and ``run_cell`` answers from the table in env ``FAKE_CELLS``
+(``scenario@runner`` → pass | fail | inconclusive | not-runnable | die). The cell records, the
+report, the gate and the exit status are the plugin's own.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+CONFTEST = '''
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+import harness.pytest_plugin as plugin
+from harness.cell import NotRunnable
+from harness.outcome import Outcome
+
+TABLE = json.loads(os.environ.get("FAKE_CELLS", "{}"))
+RULE = "unexpected-job-result"
+
+
+class FakeVerdict:
+    def __init__(self, failed):
+        self.failed = failed
+        self.job_status = "failure" if failed else "success"
+
+    def rules(self):
+        return (RULE,) if self.failed else ()
+
+    def table(self):
+        return f"job: {self.job_status}\\nviolations:\\n  {RULE}: job failure, expected success" if self.failed else ""
+
+    def to_json(self):
+        return {"job": self.job_status, "setup_seconds": 1.5,
+                "violations": [{"rule": RULE}] if self.failed else []}
+
+
+class FakeResult:
+    def __init__(self, scenario, key, answer):
+        self.scenario, self.runner_key, self.version, self.label = scenario, key, key, f"regress-{key}-native"
+        self.outcome = Outcome(answer)
+        self.error = "POST /api/v1/user/repos: 502 Bad Gateway after 3 tries" if answer == "inconclusive" else None
+        self.reason = {"pass": "", "fail": f"{RULE}: job failure, expected success"}.get(answer, self.error)
+        self.verdict = None if answer == "inconclusive" else FakeVerdict(answer == "fail")
+        self.selfcheck_problem, self.bundle, self.timings = None, None, {"total": 2.0}
+
+    def to_json(self):
+        return {"scenario": self.scenario, "runner": self.runner_key, "version": self.version, "label": self.label,
+                "outcome": str(self.outcome), "reason": self.reason, "passed": self.outcome is Outcome.PASS,
+                "error": self.error, "selfcheck_problem": None,
+                "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
+                "observations": {}, "bundle": None}
+
+
+def fake_run_cell(target, scenario, handle, out, **kwargs):
+    answer = TABLE.get(f"{scenario.name}@{handle.key}", "pass")
+    if answer == "die":
+        raise RuntimeError("the fixture died before the cell wrote its record")
+    if answer == "not-runnable":
+        raise NotRunnable("needs a Docker engine; none answered and none could be started")
+    return FakeResult(scenario.name, handle.key, answer)
+
+
+plugin.run_cell = fake_run_cell
+plugin.plan_lab = lambda settings, versions: SimpleNamespace(not_applicable=())
+
+
+@pytest.fixture(scope="session")
+def regress_target():
+    return SimpleNamespace(server_version="11.0.15",
+                           runners={k: SimpleNamespace(key=k) for k in ("11.3.1", "12.1.2")})
+'''
+
+TESTS = '''
+import pytest
+
+from harness.pytest_plugin import assert_cell
+
+
+def test_scenario(regress_run):
+    assert_cell(regress_run)
+
+
+@pytest.mark.unrelated
+def test_unrelated():
+    assert UNRELATED_PASSES
+'''
+
+GATE = ("-m", "regression or unrelated", "--baseline", "11.3.1", "--candidate", "12.1.2")
+
+
+@pytest.fixture
+def project(pytester, monkeypatch, tmp_path):
+    """A project with the stubbed lab; ``run(table, *args, unrelated=True)`` runs pytest in it."""
+    for name in ("REGRESS_RUNNER_VERSION", "REGRESS_FORGEJO_URL", "REGRESS_EVIDENCE", "REGRESS_EVIDENCE_DIR",
+                 "REGRESS_BASELINE", "REGRESS_CANDIDATE", "REGRESS_COMPARE_BASELINE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("REGRESS_BIN_DIR", str(tmp_path / "bin"))
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path / "cache"))
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n    unrelated: a test of the user's own\n")
+
+    def run(table, *args, unrelated=True):
+        monkeypatch.setenv("FAKE_CELLS", json.dumps(table))
+        pytester.makepyfile(test_cells=TESTS.replace("UNRELATED_PASSES", str(unrelated)))
+        return pytester.runpytest_subprocess("-rfEs", "-p", "no:cacheprovider", *args)
+
+    return run
+
+
+def run_dir(pytester):
+    (found,) = (pytester.path / "artifacts" / "evidence").iterdir()
+    return found
+
+
+def gate_json(pytester):
+    return json.loads((run_dir(pytester) / "gate.json").read_text())
+
+
+def last_line(result):
+    return [line for line in result.stdout.lines if line.startswith("gate ")][-1]
+
+
+def test_nothing_regressed_and_nothing_else_failed_exits_0(project, pytester):
+    result = project({}, *GATE, "-k", "native-checkout or unrelated")
+    result.assert_outcomes(passed=3)
+    assert last_line(result) == "gate passed (nothing regressed)"
+    assert result.ret == pytest.ExitCode.OK
+    assert gate_json(pytester)["verdict"] == "passed"
+
+
+def test_gate_passed_with_an_unrelated_failing_test_exits_non_zero(project, pytester):
+    """The measured problem: `1 failed, 2 passed`, `gate passed (nothing regressed)`, exit 0."""
+    result = project({}, *GATE, "-k", "native-checkout or unrelated", unrelated=False)
+    result.assert_outcomes(passed=2, failed=1)
+    assert last_line(result) == "gate passed (nothing regressed)"
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_known_failure_alone_exits_0(project, pytester):
+    """Both versions fail the scenario: their tests fail, and the gate, which compares them, passes."""
+    result = project({"native-checkout@11.3.1": "fail", "native-checkout@12.1.2": "fail"}, *GATE,
+                     "-k", "native-checkout or unrelated")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*known failure: native-checkout — fails on both versions"])
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_real_regression_fails_the_gate(project, pytester):
+    result = project({"native-checkout@12.1.2": "fail"}, *GATE, "-k", "native-checkout or unrelated")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*regression: native-checkout — 11.3.1 passed, 12.1.2 failed: unexpected-job-result",
+                                 "gate FAILED (regressed: native-checkout)"])
+    result.stdout.fnmatch_lines(["*test_scenario*native-checkout-12.1.2*", "*job: failure*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert gate_json(pytester)["verdict"] == "FAILED"
+
+
+def test_an_inconclusive_candidate_is_a_failure_and_the_gate_inconclusive_never_a_regression(project, pytester):
+    result = project({"native-checkout@12.1.2": "inconclusive"}, *GATE, "-k", "native-checkout or unrelated",
+                     "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*_ test_scenario[[]native-checkout-12.1.2[]] _*",
+                                 "INCONCLUSIVE: POST /api/v1/user/repos: 502 Bad Gateway after 3 tries",
+                                 "(native-checkout on runner 12.1.2: our side failed, not the runner)"])
+    result.stdout.fnmatch_lines(["*inconclusive: native-checkout — 12.1.2 is inconclusive: POST /api/v1/user/repos*",
+                                 "gate INCONCLUSIVE (no evidence for: native-checkout*"])
+    assert not [line for line in result.stdout.lines if line.strip().startswith("regression:")]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    gate = gate_json(pytester)
+    assert gate["verdict"] == "INCONCLUSIVE" and gate["findings"][0]["kind"] == "inconclusive"
+    props = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    cand = props["test_scenario[native-checkout-12.1.2]"]
+    assert cand["outcome"] == "inconclusive" and cand["reason"].startswith("POST /api/v1/user/repos: 502")
+    assert props["test_scenario[native-checkout-11.3.1]"]["outcome"] == "pass"
+
+
+@pytest.mark.parametrize("how", ["fixture died", "deselected"])
+def test_a_missing_candidate_makes_the_gate_inconclusive(project, pytester, how):
+    if how == "fixture died":
+        result = project({"native-checkout@12.1.2": "die"}, *GATE, "-k", "native-checkout or unrelated")
+        result.assert_outcomes(passed=2, errors=1)
+        why = "*12.1.2 is inconclusive: the test failed (setup) before its cell wrote a record: *RuntimeError*"
+    else:
+        result = project({}, *GATE, "-k", "native-checkout-11.3.1 or unrelated")
+        result.assert_outcomes(passed=2)
+        why = "*no result on 12.1.2 (the cell did not run)*"
+    result.stdout.fnmatch_lines([f"*inconclusive: native-checkout — {why}",
+                                 "gate INCONCLUSIVE (no evidence for: native-checkout*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_skipped_cell_has_a_record_and_makes_the_gate_inconclusive(project, pytester):
+    result = project({"docker-checkout@12.1.2": "not-runnable"}, *GATE, "-k", "docker-checkout")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*inconclusive: docker-checkout — 12.1.2 is skipped: docker-checkout is not runnable "
+                                 "on runner 12.1.2: needs a Docker engine*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    records = json.loads((run_dir(pytester) / "report.json").read_text())
+    skipped = [r for r in records if r["outcome"] == "skipped"]
+    assert [(r["scenario"], r["runner"]) for r in skipped] == [("docker-checkout", "12.1.2")]
+    assert "needs a Docker engine" in skipped[0]["reason"]
+    row = (run_dir(pytester) / "report.md").read_text().splitlines()[-1]
+    assert "| skipped job=-" in row and "— docker-checkout is not runnable on runner 12.1.2" in row
+
+
+def test_the_gate_under_xdist(project, pytester):
+    """Workers run the cells; the controller sees each cell's test through its report's properties."""
+    result = project({"native-checkout@12.1.2": "die"}, *GATE, "-k", "native-checkout or unrelated", "-n", "2",
+                     unrelated=False)
+    result.stdout.fnmatch_lines(["gate INCONCLUSIVE (no evidence for: native-checkout*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert {c["runner"]: c["outcome"] for c in json.loads((run_dir(pytester) / "report.json").read_text())} == {
+        "11.3.1": "pass", "12.1.2": "inconclusive"}
