@@ -144,7 +144,7 @@ def run_cell(
     result = CellResult(scenario.name, handle.key, str(handle.version), label)
     with contextlib.ExitStack() as teardown:
         cell = CellScope(target, scenario, handle, label, budgets, notify, contextlib.ExitStack(), teardown,
-                         job_ids=_job_ids(scenario))
+                         job_ids=scenario.job_ids)
         run = CellRun(cell, result, target.transcript.mark())
         try:
             with cell.observing:
@@ -168,10 +168,6 @@ def run_cell(
 def repo_name(scenario: Scenario, runner_key: str) -> str:
     """A new repository name per cell (uuid-suffixed: a 409 on it after a lost answer is ours)."""
     return re.sub(r"[^A-Za-z0-9-]", "-", f"{scenario.name}-{runner_key}-{uuid.uuid4().hex[:8]}")
-
-
-def _job_ids(scenario: Scenario) -> tuple[str, ...]:
-    return tuple(getattr(scenario, "job_ids", ()) or ())
 
 
 @dataclass
@@ -295,9 +291,8 @@ class CellRun:
         f = self.findings
         obs = Observation(cold=f.cold, runner_log=f.runner_log, extra=(*self.extra, *f.violations),
                           unavailable=f.unavailable)
-        views = self.done.views
-        verdict = judge(views if len(views) > 1 else views[0], self.cell.scenario.expect, obs,
-                        default_setup=default_setup)
+        verdict = judge(self.done.views, self.cell.scenario.expect, obs, default_setup=default_setup,
+                        job_ids=self.cell.job_ids)
         self.result.verdict = verdict
         if self.cell.scenario.expect.marker == "selfcheck":
             self.result.observations["selfcheck"] = True
