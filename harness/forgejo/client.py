@@ -123,6 +123,7 @@ class ForgejoClient(HttpBase):
         if token:
             self.session.headers["Authorization"] = f"token {token}"
         self._version: Version | None = None
+        self._me: str | None = None
 
     # -- server -----------------------------------------------------------------
     def server_version(self) -> Version:
@@ -182,7 +183,8 @@ class ForgejoClient(HttpBase):
             found = lookup()
             unresolved[0] = False
             self.transcript.note("write-lookup", call=call, found=found is not None)
-            log.info("%s: lookup after a lost answer: %s", call, "found, not retried" if found else "nothing, retrying")
+            log.info("%s: lookup after a lost answer: %s", call,
+                     "found, not retried" if found is not None else "nothing, retrying")
             if found is not None:
                 self.transcript.note("write-recovered", call=call, attempts=len(attempts),
                                      elapsed=round(time.monotonic() - t0, 3))
@@ -260,7 +262,7 @@ class ForgejoClient(HttpBase):
 
     def _login(self) -> str:
         """The token's user name, asked once."""
-        if not getattr(self, "_me", None):
+        if self._me is None:
             self._me = self.whoami()
         return self._me
 
