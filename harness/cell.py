@@ -147,12 +147,13 @@ def run_cell(
                          job_ids=scenario.job_ids)
         run = CellRun(cell, result, target.transcript.mark())
         try:
+            run.own_runner_if_disruptive()
             with cell.observing:
                 slow = SlowActions(target.url, scenario.expect.slow_actions) if scenario.expect.slow_actions else None
                 run.observers = choose(cell, Commands(log_command, stall_command), slow)
                 for observer in run.observers:
                     observer.before(cell)
-                run.push(scenario.render(label, slow.url if slow else None), keep_repo)
+                run.push(scenario.render(cell.label, slow.url if slow else None), keep_repo)
                 run.watch(bundle_dir)
                 run.observe()
             run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
@@ -184,6 +185,19 @@ class CellRun:
     findings: Findings = field(default_factory=Findings)
     extra: list[Violation] = field(default_factory=list)
     t_push: float = 0.0
+
+    def own_runner_if_disruptive(self) -> None:
+        """A cell that signals, restarts or slows its runner gets a private lab runner of that version (nobody
+        else's job runs on it meanwhile, so parallel cells give the verdicts of a serial run)."""
+        cell = self.cell
+        expect, lab, shared = cell.scenario.expect, cell.target.lab, cell.handle.lab_runner
+        if lab is None or shared is None or (expect.control is None and expect.slow_actions is None):
+            return
+        private = cell.teardown.enter_context(lab.private_runner(cell.handle.key, notify=cell.notify))
+        cell.handle = RunnerHandle(cell.handle.key, cell.handle.version, dict(private.labels), private)
+        cell.label = self.result.label = cell.handle.runs_on(cell.scenario.expect.kind) or cell.label
+        cell.disposable = True
+        self.result.observations["private_runner"] = private.name
 
     def push(self, workflow: str, keep_repo: bool) -> None:
         """A new repository with the workflow: the push starts the run (or a dispatch, where the scenario asks)."""

@@ -50,6 +50,7 @@ class CellScope:
     job_ids: tuple[str, ...] = ()
     run_index: int = 0
     repo: str = ""
+    disposable: bool = False  # a private runner, stopped at the cell's end: never restarted
 
 
 @dataclass(frozen=True)

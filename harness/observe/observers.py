@@ -447,7 +447,7 @@ def command_stall_capture(template: str, runner_key: str) -> Callable[[], dict[s
 
 def restart_at_end(cell: CellScope, runner: LabRunner) -> None:
     """Register (once per cell) the restart of a runner the cell disturbed, after the evidence is written."""
-    if getattr(cell, "_restart_registered", False):
+    if cell.disposable or getattr(cell, "_restart_registered", False):
         return
     cell._restart_registered = True  # type: ignore[attr-defined]
     cell.teardown.callback(runner.restart)
