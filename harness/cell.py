@@ -313,6 +313,9 @@ class CellRun:
             self.result.selfcheck_problem = selfcheck_mismatch(verdict, self.cell.scenario.expect.expected_violations)
         seen = self.watcher.t_done_seen if self.watcher else None
         self.result.timings["verdict_latency"] = round(time.monotonic() - (seen or t0), 3)
+        stamps = [line.timestamp for view in self.done.views for line in view.log_lines()]
+        if stamps and self.done.finished:  # the runner's last job-log line ≈ its final report (lab: same clock)
+            self.result.timings["job_end_to_verdict"] = round(time.time() - max(stamps), 3)
         self.result.timings["setup_seconds"] = verdict.setup_seconds or 0.0
 
     def write_evidence(self, bundle_dir: Path, evidence: str) -> None:
