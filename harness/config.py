@@ -74,6 +74,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("candidate", "str", "Gate: the version you want to upgrade to.", metavar="VERSION"),
     Option("gate-on", "str", "Gate also on observation deltas: comma list of setup,cache.", metavar="LIST"),
     Option("repeat", "str", "Run each cell N times and report its pass rate.", default="1", metavar="N"),
+    Option("lanes", "str", "Run the session's cells at once: N lanes per runner version (lane 0 on the lab's runner, "
+           "the others on private runners of that version); never two cells on one runner.", default="1", metavar="N"),
     Option("save-baseline", "str", "Gate: store this run's cells as a golden baseline file.", metavar="FILE"),
     Option("compare-baseline", "str", "Gate: compare the candidate against a stored golden baseline file.",
            metavar="FILE"),
@@ -120,6 +122,7 @@ class Settings:
     candidate: Version | None
     gate_on: tuple[str, ...]
     repeat: int
+    lanes: int = 1
     save_baseline: Path | None = None
     compare_baseline: Path | None = None
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
@@ -186,148 +189,182 @@ def resolve_raw(
     return found
 
 
-def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) -> Settings:
-    """Validate raw values into Settings.
+class _Raw:
+    """Raw settings with the words an error needs (the option and where its value came from)."""
 
-    Raises:
-        ConfigError: any bad value; the message names the option and its source.
-    """
-    env = os.environ if environ is None else environ
+    def __init__(self, raw: Mapping[str, Setting]) -> None:
+        self.raw = raw
 
-    def get(name: str) -> Any:
-        return raw[name].value
+    def get(self, name: str) -> Any:
+        return self.raw[name].value
 
-    def where(name: str) -> str:
-        return f"--{name} ({raw[name].source})"
+    def where(self, name: str) -> str:
+        return f"--{name} ({self.raw[name].source})"
 
-    versions = tuple(_version(v, where("runner-version")) for v in _split_list(get("runner-version")))
-    runner_binaries: dict[Version, Path] = {}
-    for item in _split_list(get("runner-binary")):
-        version, sep, path = item.partition("=")
-        if not sep:
-            raise ConfigError(f"{where('runner-binary')}: {item!r} is not VERSION=PATH")
-        runner_binaries[_version(version, where("runner-binary"))] = Path(path).expanduser()
+    def path(self, name: str) -> Path | None:
+        return Path(str(self.get(name))).expanduser() if self.get(name) else None
+
+    def pairs(self, name: str, shape: str) -> list[tuple[str, str]]:
+        found = []
+        for item in _split_list(self.get(name)):
+            left, sep, right = item.partition("=")
+            if not sep or not right:
+                raise ConfigError(f"{self.where(name)}: {item!r} is not {shape}")
+            found.append((left, right))
+        return found
+
+    def whole(self, name: str, minimum: int) -> int:
+        try:
+            value = int(self.get(name))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.where(name)}: {self.get(name)!r} is not a whole number") from None
+        if value < minimum:
+            raise ConfigError(f"{self.where(name)}: must be at least {minimum}")
+        return value
+
+
+def _runner_axes(r: _Raw) -> dict[str, Any]:
+    binaries = {_version(v, r.where("runner-binary")): Path(p).expanduser()
+                for v, p in r.pairs("runner-binary", "VERSION=PATH")}
     labels: dict[tuple[Version, str], str] = {}
-    for item in _split_list(get("runner-label")):
+    for item in _split_list(r.get("runner-label")):
         left, sep, label = item.partition("=")
         version, sep2, kind = left.partition(":")
         if not (sep and sep2 and label) or kind not in ("native", "docker"):
-            raise ConfigError(f"{where('runner-label')}: {item!r} is not VERSION:KIND=LABEL with KIND native|docker")
-        labels[(_version(version, where("runner-label")), kind)] = label
+            raise ConfigError(f"{r.where('runner-label')}: {item!r} is not VERSION:KIND=LABEL with KIND native|docker")
+        labels[(_version(version, r.where("runner-label")), kind)] = label
     without: dict[Version, tuple[str, ...]] = {}
-    for item in _split_list(get("runner-without")):
-        version, sep, tool = item.partition("=")
-        if not sep or not tool:
-            raise ConfigError(f"{where('runner-without')}: {item!r} is not VERSION=TOOL")
-        v = _version(version, where("runner-without"))
+    for version, tool in r.pairs("runner-without", "VERSION=TOOL"):
+        v = _version(version, r.where("runner-without"))
         without[v] = (*without.get(v, ()), tool)
-    budget = None
-    if get("setup-budget"):
-        text = str(get("setup-budget"))
-        try:
-            if "=" in text:
-                parts = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in text.split(","))}
-                budget = (float(parts["cold"]), float(parts.get("warm", parts["cold"])))
-            else:
-                budget = (float(text), float(text))
-        except (ValueError, KeyError):
-            raise ConfigError(f"{where('setup-budget')}: {text!r} is not N or cold=N,warm=M (seconds)") from None
-        if min(budget) <= 0:
-            raise ConfigError(f"{where('setup-budget')}: budgets must be positive")
-    evidence = str(get("evidence"))
-    if evidence not in ("always", "on-failure", "never"):
-        raise ConfigError(f"{where('evidence')}: {evidence!r} is not always, on-failure or never")
-    url = get("forgejo-url")
+    configs: dict[str, Path] = {}
+    for name, path in r.pairs("runner-config", "NAME=FILE (NAME: a-z, 0-9, -)"):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,19}", name):
+            raise ConfigError(f"{r.where('runner-config')}: {name!r} is not NAME=FILE (NAME: a-z, 0-9, -)")
+        if not Path(path).expanduser().is_file():
+            raise ConfigError(f"{r.where('runner-config')}: {path} does not exist")
+        configs[name] = Path(path).expanduser()
+    return {"runner_versions": tuple(_version(v, r.where("runner-version")) for v in _split_list(r.get("runner-version"))),
+            "runner_binaries": binaries, "runner_labels": labels, "runner_without": without, "runner_configs": configs}
+
+
+def _setup_budget(r: _Raw) -> tuple[float, float] | None:
+    if not r.get("setup-budget"):
+        return None
+    text = str(r.get("setup-budget"))
+    try:
+        if "=" in text:
+            parts = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in text.split(","))}
+            budget = (float(parts["cold"]), float(parts.get("warm", parts["cold"])))
+        else:
+            budget = (float(text), float(text))
+    except (ValueError, KeyError):
+        raise ConfigError(f"{r.where('setup-budget')}: {text!r} is not N or cold=N,warm=M (seconds)") from None
+    if min(budget) <= 0:
+        raise ConfigError(f"{r.where('setup-budget')}: budgets must be positive")
+    return budget
+
+
+def _existing(r: _Raw, env: Mapping[str, str], axes: Mapping[str, Any]) -> dict[str, Any]:
+    url = r.get("forgejo-url")
     if url is not None:
         url = str(url).rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where('forgejo-url')}: {url!r} must start with http:// or https://")
-    token_file = Path(get("forgejo-token-file")).expanduser() if get("forgejo-token-file") else None
+            raise ConfigError(f"{r.where('forgejo-url')}: {url!r} must start with http:// or https://")
+    token_file, password_file = r.path("forgejo-token-file"), r.path("forgejo-password-file")
     if url and token_file is None and not env.get("FORGEJO_TOKEN"):
-        raise ConfigError("--forgejo-url needs a token: --forgejo-token-file PATH or env FORGEJO_TOKEN")
-    if token_file is not None and not token_file.is_file():
-        raise ConfigError(f"{where('forgejo-token-file')}: {token_file} does not exist")
-    password_file = Path(get("forgejo-password-file")).expanduser() if get("forgejo-password-file") else None
-    if password_file is not None and not password_file.is_file():
-        raise ConfigError(f"{where('forgejo-password-file')}: {password_file} does not exist")
-    if bool(get("forgejo-user")) != bool(password_file):
+        raise ConfigError("--forgejo-url needs a token: --forgejo-token-file=PATH or env FORGEJO_TOKEN")
+    for name, file in (("forgejo-token-file", token_file), ("forgejo-password-file", password_file)):
+        if file is not None and not file.is_file():
+            raise ConfigError(f"{r.where(name)}: {file} does not exist")
+    if bool(r.get("forgejo-user")) != bool(password_file):
         raise ConfigError("--forgejo-user and --forgejo-password-file go together")
+    labels = axes["runner_labels"]
     if url and not labels:
         raise ConfigError("--forgejo-url needs --runner-label VERSION:KIND=LABEL for the runners to test")
     if labels and not url:
         raise ConfigError("--runner-label is for an existing instance: give --forgejo-url too")
-    baseline = _version(get("baseline"), where("baseline")) if get("baseline") else None
-    candidate = _version(get("candidate"), where("candidate")) if get("candidate") else None
-    compare_file = Path(get("compare-baseline")).expanduser() if get("compare-baseline") else None
+    if axes["runner_configs"] and url:
+        raise ConfigError("--runner-config applies to lab runners only (not with --forgejo-url)")
+    for name in ("runner-log-command", "runner-stall-command"):
+        template = r.get(name)
+        if template:
+            try:
+                str(template).format(start="s", end="e", runner="r")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(f"{r.where(name)}: bad placeholder {exc} (use {{start}}, {{end}}, {{runner}})") from None
+    return {"forgejo_url": url, "forgejo_token_file": token_file, "forgejo_user": r.get("forgejo-user") or None,
+            "forgejo_password_file": password_file, "forgejo_owner": r.get("forgejo-owner") or None,
+            "runner_log_command": r.get("runner-log-command") or None,
+            "runner_stall_command": r.get("runner-stall-command") or None}
+
+
+def _gate(r: _Raw) -> dict[str, Any]:
+    baseline = _version(r.get("baseline"), r.where("baseline")) if r.get("baseline") else None
+    candidate = _version(r.get("candidate"), r.where("candidate")) if r.get("candidate") else None
+    compare_file = r.path("compare-baseline")
     if compare_file is not None:
         if not compare_file.is_file():
-            raise ConfigError(f"{where('compare-baseline')}: {compare_file} does not exist")
+            raise ConfigError(f"{r.where('compare-baseline')}: {compare_file} does not exist")
         if candidate is None:
             raise ConfigError("--compare-baseline needs --candidate VERSION")
     elif (baseline is None) != (candidate is None):
         raise ConfigError("--baseline and --candidate go together")
     if baseline is not None and baseline == candidate:
         raise ConfigError(f"--baseline and --candidate are both {baseline}: nothing to compare")
-    configs: dict[str, Path] = {}
-    for item in _split_list(get("runner-config")):
-        name, sep, path = item.partition("=")
-        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,19}", name):
-            raise ConfigError(f"{where('runner-config')}: {item!r} is not NAME=FILE (NAME: a-z, 0-9, -)")
-        if not Path(path).expanduser().is_file():
-            raise ConfigError(f"{where('runner-config')}: {path} does not exist")
-        configs[name] = Path(path).expanduser()
-    if configs and url:
-        raise ConfigError("--runner-config applies to lab runners only (not with --forgejo-url)")
-    for name in ("runner-log-command", "runner-stall-command"):
-        template = get(name)
-        if template:
-            try:
-                str(template).format(start="s", end="e", runner="r")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ConfigError(f"{where(name)}: bad placeholder {exc} (use {{start}}, {{end}}, {{runner}})") from None
-    evidence_dir = Path(str(get("evidence-dir"))).expanduser()
+    gate_on = tuple(_split_list(r.get("gate-on")))
+    if set(gate_on) - {"setup", "cache", "cpu", "leftovers"}:
+        raise ConfigError(f"{r.where('gate-on')}: unknown {sorted(set(gate_on) - {'setup', 'cache', 'cpu', 'leftovers'})}")
+    return {"baseline": baseline, "candidate": candidate, "compare_baseline": compare_file, "gate_on": gate_on,
+            "save_baseline": r.path("save-baseline")}
+
+
+def _evidence(r: _Raw) -> dict[str, Any]:
+    evidence = str(r.get("evidence"))
+    if evidence not in ("always", "on-failure", "never"):
+        raise ConfigError(f"{r.where('evidence')}: {evidence!r} is not always, on-failure or never")
+    return {"evidence": evidence, "evidence_dir": Path(str(r.get("evidence-dir"))).expanduser(),
+            "keep_repos": bool(r.get("keep-repos"))}
+
+
+def check_evidence_dir(settings: Settings) -> None:
+    """The evidence dir exists and is writable (called once something will be written there).
+
+    Raises:
+        ConfigError: it cannot be made or written.
+    """
+    evidence_dir = settings.evidence_dir
     try:
         evidence_dir.mkdir(parents=True, exist_ok=True)
         probe = evidence_dir / f".regress-write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"{where('evidence-dir')}: {evidence_dir} is not writable ({exc.strerror})") from None
-    gate_on = tuple(_split_list(get("gate-on")))
-    if set(gate_on) - {"setup", "cache", "cpu", "leftovers"}:
-        raise ConfigError(f"{where('gate-on')}: unknown {sorted(set(gate_on) - {'setup', 'cache', 'cpu', 'leftovers'})}")
-    try:
-        repeat = int(get("repeat"))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where('repeat')}: {get('repeat')!r} is not a whole number") from None
-    if repeat < 1:
-        raise ConfigError(f"{where('repeat')}: must be at least 1")
+        source = settings.sources.get("evidence-dir")
+        where = f"--evidence-dir ({source.source})" if source else "--evidence-dir"
+        raise ConfigError(f"{where}: {evidence_dir} is not writable ({exc.strerror})") from None
+
+
+def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate raw values into Settings (nothing is created: see :func:`check_evidence_dir`).
+
+    Raises:
+        ConfigError: any bad value; the message names the option and its source.
+    """
+    r = _Raw(raw)
+    axes = _runner_axes(r)
     return Settings(
-        runner_versions=versions,
-        forgejo_version=_version(get("forgejo-version"), where("forgejo-version")) if get("forgejo-version") else None,
-        forgejo_binary=Path(get("forgejo-binary")).expanduser() if get("forgejo-binary") else None,
-        runner_binaries=runner_binaries,
-        seed_actions=tuple(_split_list(get("seed-action"))),
-        allow_download=bool(get("allow-download")),
-        forgejo_url=url,
-        forgejo_token_file=token_file,
-        forgejo_user=get("forgejo-user") or None,
-        forgejo_password_file=password_file,
-        forgejo_owner=get("forgejo-owner") or None,
-        runner_labels=labels,
-        runner_without=without,
-        setup_budget=budget,
-        evidence_dir=evidence_dir,
-        evidence=evidence,
-        keep_repos=bool(get("keep-repos")),
-        baseline=baseline,
-        candidate=candidate,
-        gate_on=gate_on,
-        repeat=repeat,
-        save_baseline=Path(get("save-baseline")).expanduser() if get("save-baseline") else None,
-        compare_baseline=compare_file,
-        runner_configs=configs,
-        runner_log_command=get("runner-log-command") or None,
-        runner_stall_command=get("runner-stall-command") or None,
+        **axes,
+        forgejo_version=_version(r.get("forgejo-version"), r.where("forgejo-version")) if r.get("forgejo-version")
+        else None,
+        forgejo_binary=r.path("forgejo-binary"),
+        seed_actions=tuple(_split_list(r.get("seed-action"))),
+        allow_download=bool(r.get("allow-download")),
+        **_existing(r, os.environ if environ is None else environ, axes),
+        setup_budget=_setup_budget(r),
+        **_evidence(r),
+        **_gate(r),
+        repeat=r.whole("repeat", 1),
+        lanes=r.whole("lanes", 1),
         sources=dict(raw),
     )

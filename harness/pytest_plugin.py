@@ -110,7 +110,9 @@ def config_raw(cfg: pytest.Config) -> dict[str, config.Setting]:
 
 
 def config_build(raw: dict[str, config.Setting]) -> config.Settings:
-    return config.build(raw, os.environ)
+    settings = config.build(raw, os.environ)
+    config.check_evidence_dir(settings)  # only once the plugin is active: a quiet run creates nothing
+    return settings
 
 
 @pytest.hookimpl(optionalhook=True)
