@@ -200,6 +200,11 @@ def acquire_dockerd(lab_id: str) -> Engine:
             raise
 
 
+def users() -> list[str]:
+    """The labs using our dockerd now."""
+    return _users(runtime_dir())
+
+
 def sole_user(lab_id: str) -> bool:
     """True when no other lab uses our dockerd."""
     return _users(runtime_dir()) in ([], [lab_id])

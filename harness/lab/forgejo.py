@@ -24,6 +24,7 @@ from harness.waiting import adaptive_wait, wait_for
 
 ADMIN = "regress-admin"
 BOOST_NICE = -5
+UUID = re.compile(r"(?m)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ROOT_ENV = {"GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true"}
 
 
@@ -336,7 +337,10 @@ class ForgejoServer:
         out = self.cli("forgejo-cli", "actions", "register", "--secret-stdin", "--name", name,
                        "--labels", ",".join(labels), what=f"forgejo-cli actions register ({name})",
                        stdin=secret)
-        return out.strip()
+        found = UUID.findall(out)  # stdout may carry log lines too (the running-as-root warning)
+        if not found:
+            raise LabError(f"forgejo-cli actions register ({name}) printed no runner UUID: {out.strip()[-300:]!r}")
+        return str(found[-1])
 
     def stop(self) -> str:
         """SIGTERM, then SIGKILL after ``runner_stop``."""

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
+import psutil
 import pytest
 
 from harness import procs
+from harness.errors import LabError
 from harness.forgejo.models import Status
-from harness.lab import firewall
-from harness.lab.lab import Lab, lab_dir_for
+from harness.lab import booting, firewall
+from harness.lab import engine as engines
+from harness.lab.lab import Lab, RunnerSpec, boot, lab_dir_for
+from harness.lab.prepare import Prepared
+from harness.paths import dockerd_data_root
+from harness.runners import binaries
+from harness.runners.binaries import Binary
 from harness.runners.process import label_name
+from harness.versions import Version
 
 from .conftest import FORGEJOS, RUNNERS, resolve_or_skip
 from .helpers import push, workflow
@@ -128,3 +138,110 @@ def test_lab_up_jobs_cache_firewall_down(forgejo):
     assert not firewall.rules(lab_id)
     assert host_firewall() == firewall_before
     assert not lab_dir_for(lab_id).exists()
+
+
+# -- failed boots leak nothing; the first run on a fresh machine -------------------------------------------
+
+
+def newest_forgejo() -> Binary:
+    """The newest of the lab's Forgejo versions whose binary is here (skip naming the newest otherwise)."""
+    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
+    return resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+
+
+def impossible_runner(tmp_path: Path) -> Binary:
+    """A "forgejo-runner 12.1.2" whose every command fails at once (its cache server first)."""
+    path = tmp_path / "forgejo-runner-12.1.2"
+    path.write_text("#!/bin/sh\necho 'level=fatal msg=\"this runner cannot start\"'\nexit 1\n")
+    path.chmod(0o755)
+    return Binary("forgejo-runner", Version(12, 1, 2), path, "test")
+
+
+def test_a_boot_failing_after_dockerd_started_leaves_no_process(tmp_path, monkeypatch):
+    forgejo = newest_forgejo()
+    if Prepared.load() is None:
+        pytest.skip("the lab is not prepared on this machine (run: python -m harness lab prepare)")
+    engines_seen: list[engines.Engine] = []
+    real_engine = booting._engine
+
+    def recorded(lab_id, notify):
+        engines_seen.append(real_engine(lab_id, notify))
+        return engines_seen[-1]
+
+    monkeypatch.setattr(booting, "_engine", recorded)
+    lab_id = f"failtest-{uuid.uuid4().hex[:6]}"
+    try:
+        with pytest.raises(LabError) as info:
+            boot(lab_id, forgejo, [RunnerSpec(impossible_runner(tmp_path))])
+        assert "exited" in str(info.value) and "this runner cannot start" in str(info.value)
+        assert str(lab_dir_for(lab_id) / "runners" / "12.1.2" / "cache-server.log") in str(info.value)
+        (engine,) = engines_seen  # the engine was up before the failure
+        assert procs.tagged(lab_id) == [], "processes of the failed boot are still running"
+        assert not firewall.rules(lab_id)
+        if engine.ours:
+            others = engines.users()
+            assert lab_id not in others
+            if others:  # another lab's session uses our dockerd: it must keep running for it
+                assert procs.alive(engine.pid)
+            else:
+                assert not procs.alive(engine.pid), f"our dockerd (pid {engine.pid}) outlived the failed boot"
+                assert procs.tagged(engines.SHARED_TAG) == []
+                assert (lab_dir_for(lab_id) / "dockerd.log").is_file()
+    finally:
+        down = cli("down", "--lab", lab_id, check=False)
+    assert down.returncode == 0 and not lab_dir_for(lab_id).exists(), down.stdout + down.stderr
+
+
+def fresh_machine_or_skip() -> None:
+    """Stop our dockerd, delete docker0 and our dockerd's data root, as on a machine that never ran
+    Docker; skip (saying why) when anything else uses them."""
+    if engines.find_existing() is not None:
+        pytest.skip("a Docker engine answers on DOCKER_HOST or the default socket; docker0 may be its own")
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "dockerd" and not procs.carries_tag(proc.pid, engines.SHARED_TAG):
+            pytest.skip(f"a dockerd other than the lab's own runs (pid {proc.pid}); docker0 may be its")
+    with engines._lock():
+        if engines.users():
+            pytest.skip(f"labs {', '.join(engines.users())} use our dockerd now; its state is not ours to reset")
+        pid = engines.dockerd_pid()
+        if pid:
+            procs.stop(pid, budget=60)
+        procs.sweep(engines.SHARED_TAG)
+        shutil.rmtree(engines.runtime_dir(), ignore_errors=True)
+        data_root = dockerd_data_root()
+        if any(str(data_root) in line for line in Path("/proc/mounts").read_text().splitlines()):
+            pytest.skip(f"something is still mounted under {data_root}")
+        if engines.existing_bridge_ip() is not None or Path("/sys/class/net/docker0").exists():
+            subprocess.run(["ip", "link", "delete", "docker0"], check=True, timeout=30)
+        shutil.rmtree(data_root, ignore_errors=True)
+    assert not Path("/sys/class/net/docker0").exists() and not data_root.exists()
+
+
+def test_first_run_on_a_fresh_machine():
+    forgejo = newest_forgejo()
+    runner = resolve_or_skip("forgejo-runner", RUNNERS[-1])
+    if Prepared.load() is None:
+        pytest.skip("the lab is not prepared on this machine (run: python -m harness lab prepare)")
+    fresh_machine_or_skip()
+    lab_id = f"firstrun-{uuid.uuid4().hex[:6]}"
+    try:
+        up = cli("up", "--lab", lab_id, "--forgejo-version", str(forgejo.version), "--runner-version",
+                 str(runner.version))
+        assert "starting our own dockerd" in up.stdout, up.stdout
+        status = json.loads(cli("status", "--lab", lab_id, "--json").stdout)
+        bridge = status["engine"]["bridge_ip"]
+        assert status["engine"]["ours"] and bridge == engines.existing_bridge_ip("docker0"), status["engine"]
+        lab = Lab.load(lab_dir_for(lab_id))
+        (lab_runner,) = lab.runners.values()
+        label = label_name(lab_runner.labels["docker"])  # a job container reaches Forgejo and the cache on the bridge
+        view = push(lab, workflow("first-run", label, CACHE_STEPS), label, "first-run").watch().view
+        log = "\n".join(line.message for line in view.log_lines())
+        assert view.job_status() is Status.SUCCESS, f"{view.summary()}\n{log[-2000:]}"
+        assert "cache roundtrip ok" in log
+    finally:
+        down = cli("down", "--lab", lab_id, check=False)
+    assert down.returncode == 0 and "leak check: nothing left" in down.stdout, down.stdout + down.stderr
+    assert "our dockerd: stopped" in down.stdout or engines.users(), down.stdout
+    assert not procs.tagged(lab_id) and not firewall.rules(lab_id)
+    if not engines.users():
+        assert procs.tagged(engines.SHARED_TAG) == []

@@ -70,7 +70,9 @@ if args[:1] == ["web"]:
     sys.exit(1)
 if args[:3] == ["forgejo-cli", "actions", "register"]:
     secret = sys.stdin.read().strip()
-    print(secret[:8] + "-4141-4141-4141-414141414141")
+    print("2026/12/01 02:51:40 ...s/setting/setting.go:188:loadRunModeFrom() [E] You are running Forgejo using "
+          "the root user, and have purposely chosen to skip built-in protections around this.")
+    print(secret[:4].encode().hex() + "-4141-4141-4141-414141414141")
 """
 
 

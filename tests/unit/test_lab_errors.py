@@ -146,3 +146,18 @@ def test_forgejo_started_without_boost_keeps_the_normal_priority(tmp_path):
         assert psutil.Process(srv.pid).nice() == 0
     finally:
         srv.stop()
+
+
+def test_registration_returns_the_uuid_among_forgejos_log_lines(tmp_path):
+    from .lab_fakes import fake_forgejo_binary
+
+    srv = ForgejoServer(fake_forgejo_binary(tmp_path), tmp_path / "work", "127.0.0.1", 0, "errtest", ZombieSettings())
+    srv.configure()
+    assert srv.register_runner("r", "ab" * 20, ["x:host"]) == "61626162-4141-4141-4141-414141414141"
+
+
+def test_registration_without_a_uuid_is_an_error(tmp_path):
+    srv = server(tmp_path, 'echo "[E] You are running Forgejo using the root user"\n')
+    srv.configure()
+    with pytest.raises(LabError, match=r"forgejo-cli actions register \(r\) printed no runner UUID: .*root user"):
+        srv.register_runner("r", "41" * 20, ["x:host"])
