@@ -144,6 +144,11 @@ class LabRunner:
         """``12.1.2``, ``12.1.2-cacheoff`` or ``12.1.2-p1a2b3c``: the runner's id in the lab."""
         return self.name.removeprefix("regress-")
 
+    def runs_on(self, kind: str) -> str | None:
+        """The ``runs-on`` value of its label of ``kind`` (``native`` or ``docker``); None when it has none."""
+        label = self.labels.get(kind)
+        return label_name(label) if label else None
+
     @property
     def pid(self) -> int | None:
         """The daemon's pid, as last saved by any process (re-read from ``pids.json`` when it changed)."""

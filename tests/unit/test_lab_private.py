@@ -39,6 +39,7 @@ def test_a_private_runner_lives_alone_and_leaves_nothing(lab):
     with lab.private_runner("12.1.2", notify=notes.append) as runner:
         assert runner.key.startswith("12.1.2-p") and len(runner.key) == len("12.1.2-p") + 6
         assert runner.labels == {"native": f"regress-{runner.key}-native:host"}
+        assert runner.runs_on("native") == f"regress-{runner.key}-native" and runner.runs_on("docker") is None
         assert lab.registered == [(runner.name, [f"regress-{runner.key}-native:host"])]
         assert runner.dir == lab.dir / "private" / runner.key and runner.registration
         assert procs.alive(runner.pid) and procs.alive(runner.cache_pid)
