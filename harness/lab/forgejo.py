@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def local_session() -> requests.Session:
 
 
 _handed_out: set[int] = set()
+_handing_out = threading.Lock()
 
 
 def free_port(host: str) -> int:
@@ -65,9 +67,10 @@ def free_port(host: str) -> int:
         with socket.socket() as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+        with _handing_out:  # threads start private runners side by side
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
     raise LabError(f"no free TCP port found on {host}")
 
 

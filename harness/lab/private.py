@@ -14,6 +14,7 @@ import logging
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -140,12 +141,18 @@ def _sweep_dir(lab_id: str, directory: Path) -> list[str]:
 
 
 _WEB: dict[str, WebSession] = {}  # Forgejo URL → the admin's web session (one login per process)
+_WEB_LOCK = threading.Lock()  # lanes of a cell pool stop their private runners from several threads
 
 
 def unregister(lab: Lab, runner: LabRunner) -> str:
     """Delete the runner in Forgejo (the admin's runner page; there is no REST call before v15)."""
     if not runner.registration:
         return "not registered"
+    with _WEB_LOCK:
+        return _unregister(lab, runner)
+
+
+def _unregister(lab: Lab, runner: LabRunner) -> str:
     try:
         runner_id = _runner_id(lab.forgejo.work / "data" / "forgejo.db", runner.registration)
         if runner_id is None:
