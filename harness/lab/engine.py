@@ -249,11 +249,6 @@ def _release_locked(run: Path, lab_id: str, keep_log_in: Path | None) -> str:
     return outcome + (f" (and {', '.join(swept)})" if swept else "")
 
 
-def release_dockerd(engine: Engine, lab_id: str) -> str:
-    """:func:`release` for a lab's engine (never the user's engine)."""
-    return release(lab_id) if engine.ours else "not ours"
-
-
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

@@ -409,6 +409,8 @@ def boot(
         if leaks and isinstance(exc, HarnessError):
             raise LabError(f"{exc}\n(the failed boot's clean-up left: {', '.join(leaks)}; logs in {directory})") \
                 from exc
+        if leaks:
+            log.error("the failed boot of lab %s left: %s", lab_id, ", ".join(leaks))
         raise
     finally:
         if run is not None:
@@ -420,13 +422,13 @@ def _abort(lab: Lab | None, lab_id: str) -> list[str]:
     try:
         if lab is not None:
             return lab.down(keep_dir=True)
-        return teardown_dir_keep(lab_id)
+        return _release_unhandled(lab_id)
     except Exception as exc:  # the boot's own error matters more; name this one beside it
         log.exception("clean-up of the failed boot of lab %s", lab_id)
         return [f"(clean-up failed: {type(exc).__name__}: {exc})"]
 
 
-def teardown_dir_keep(lab_id: str) -> list[str]:
+def _release_unhandled(lab_id: str) -> list[str]:
     """The processes, firewall rules and dockerd use of a lab that got no handle yet; the dir stays."""
     procs.sweep(lab_id)
     if firewall.available():
