@@ -21,6 +21,7 @@ class Budgets:
     runner_stop: float = 20.0  # SIGTERM to exit, before SIGKILL
     proxy_settle: float = 5.0  # the slow action server's requests in flight, beyond their delay, at its stop
     signal_settle: float = 3.0  # SIGSTOP / SIGCONT sent to the process showing the new state
+    trigger_reported: float = 10.0  # a trigger line in the runner's log → Forgejo shows it (the runner reported)
     dockerd_ready: float = 60.0  # our dockerd start to its socket answering
     docker_stop: float = 30.0
     cache_server_ready: float = 20.0

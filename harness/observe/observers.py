@@ -20,6 +20,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.faults.slow_http import SlowHttpProxy
 from harness.forgejo.models import JobView, first_log_runner
+from harness.forgejo.web import JobRef
 from harness.observe import cache as cache_obs
 from harness.observe import cpu as cpu_obs
 from harness.observe import leaks as leak_obs
@@ -85,12 +86,14 @@ class LogTail:
         while not self._stop.wait(self.interval):
             self._read()
 
-    def stop(self) -> None:
-        """Stop following (reads what is left first)."""
+    def stop(self, wait: float | None = 2.0) -> None:
+        """Stop following: the thread ends (within ``wait`` seconds; None: however long its last line takes),
+        then what is left is read."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=2)
-        self._read()
+            self._thread.join(timeout=wait)
+        if not self._thread.is_alive():
+            self._read()
 
 
 class LabRunnerLog(Quiet):
@@ -460,14 +463,15 @@ class RunnerControl(Quiet):
 
     def __init__(self, runner: LabRunner, pattern: str, signal_name: str) -> None:
         self.runner, self.pattern, self.signal_name = runner, pattern, signal_name
+        self.tail: LogTail | None = None
         self.fired: dict[str, Any] = {}
         self.scope: CellScope | None = None
 
     def before(self, cell: CellScope) -> None:
         """Tail the runner's log; the signal is sent from the tail thread the moment the line appears."""
         self.scope = cell
-        tail = LogTail(self.runner.log_file, runner_log.size(self.runner.log_file), self._on_line).start()
-        cell.observing.callback(tail.stop)
+        self.tail = LogTail(self.runner.log_file, runner_log.size(self.runner.log_file), self._on_line).start()
+        cell.observing.callback(self.tail.stop)
 
     def _on_line(self, line: str) -> None:
         assert self.scope is not None
@@ -476,14 +480,37 @@ class RunnerControl(Quiet):
         job = self.scope.job_ids[0] if self.scope.job_ids else ""
         if job and f"[{workflow_name(self.scope.scenario)}/{job}]" not in line:  # another job's line on this runner
             return
+        reported = self._reported()
         restart_at_end(self.scope, self.runner)
         control.send(self.runner, self.signal_name)
-        self.fired = {"signal": self.signal_name, "at": time.time(), "trigger": self.pattern, "line": line.strip()}
+        self.fired = {"signal": self.signal_name, "at": time.time(), "trigger": self.pattern, "line": line.strip(),
+                      "server_showed_trigger": reported}
         self.scope.notify(f"runner control: SIG{self.signal_name} sent to runner {self.scope.handle.key} on "
                           f"{line.strip()!r}")
 
+    def _reported(self) -> bool:
+        """Wait (``trigger_reported``) until Forgejo shows the trigger line: the runner has reported every step
+        before it, so the fault hits the step the scenario names, not a server that still shows "Set up job"."""
+        cell = self.scope
+        assert cell is not None
+        owner, repo = cell.repo.split("/", 1)
+        ref = JobRef(owner, repo, cell.run_index)
+
+        def shown() -> bool:
+            view = cell.target.web.full_job_view(ref)
+            return view is not None and any(self.pattern in line.message for line in view.log_lines())
+
+        try:
+            wait_for("Forgejo to show the runner-control trigger line", "trigger_reported", shown, bool,
+                     budgets=cell.budgets, describe=lambda v: "not shown yet", wait=lambda _: 0.25)
+            return True
+        except HarnessError:
+            return False
+
     def after(self, done: Done) -> Findings:
-        """When and on which line the signal was sent."""
+        """When and on which line the signal was sent (a signal being sent now is waited for, never raced)."""
+        if self.tail is not None:
+            self.tail.stop(wait=None)
         return Findings(observations={"runner_control": self.fired} if self.fired else {})
 
 

@@ -255,7 +255,8 @@ def test_runner_control_fires_on_this_jobs_line_in_the_runner_log(replay, monkey
     fake_runner.write_log("[other/test] ⭐ Run Post actions/post-demo@main\n", delay=0.2)
     fake_runner.write_log("[native-post/test] ⭐ Run Post actions/post-demo@main\n", delay=0.5)
     result = run_cell(_target(server), load("native-post", SCENARIOS), _handle(fake_runner), tmp_path / "b",
-                      budgets=small_budgets())
+                      budgets=small_budgets(trigger_reported=3.0))
     assert sent == [("regress-12.1.2", "STOP")]
+    assert result.observations["runner_control"]["server_showed_trigger"] is True
     assert result.observations["runner_control"]["line"].startswith("[native-post/test]")
     assert fake_runner.restarted == 1
