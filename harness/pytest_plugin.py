@@ -8,6 +8,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,9 +23,10 @@ from harness.evidence import safe_name
 from harness.lab import lab as labs
 from harness.outcome import Outcome
 from harness.paths import labs_dir
+from harness.pool import CellPool, PoolCell, pooled
 from harness.runners import binaries
 from harness.scenarios import load, load_all
-from harness.target import Target, boot_lab, open_existing, open_lab, plan_lab
+from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
 
@@ -275,11 +277,38 @@ def _skip_cell(request: pytest.FixtureRequest, cell: CellParam, reason: str) -> 
     pytest.skip(reason)
 
 
+def _run(cfg: pytest.Config, target: Target, cell: PoolCell, handle: RunnerHandle) -> CellResult:
+    settings = _settings(cfg)
+    return run_cell(target, load(cell.scenario), handle, _run_dir(cfg) / safe_name(cell.id),
+                    evidence=settings.evidence, keep_repo=settings.keep_repos, setup_budget=settings.setup_budget,
+                    notify=_notify(cfg), log_command=settings.runner_log_command,
+                    stall_command=settings.runner_stall_command)
+
+
+@pytest.fixture(scope="session")
+def regress_pool(request: pytest.FixtureRequest, regress_target: Target) -> Iterator[CellPool | None]:
+    """With ``--lanes N`` (not under xdist): every cell of the session pushed together and watched from this
+    process, never two at once on one runner; each test then waits for its own cell. Else None."""
+    cfg = request.config
+    lanes = _settings(cfg).lanes
+    if lanes <= 1 or _is_worker(cfg) or _workers(cfg) > 1:
+        yield None
+        return
+    na = cfg.stash.get(NOT_APPLICABLE, {})
+    cells = []
+    for item in request.session.items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("regress_cell")
+        if isinstance(param, CellParam) and param.runner in regress_target.runners and param.runner not in na:
+            cells.append(PoolCell(item.name, param.scenario, param.runner))
+    with pooled(regress_target, lambda cell, handle: _run(cfg, regress_target, cell, handle), cells, lanes=lanes,
+                notify=_notify(cfg)) as pool:
+        yield pool
+
+
 @pytest.fixture
 def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_cell: CellParam) -> CellResult:
     """Run the cell (push, watch, observe, judge, evidence) and record its result."""
     cfg = request.config
-    settings = _settings(cfg)
     scenario = load(regress_cell.scenario)
     na = cfg.stash.get(NOT_APPLICABLE, {}).get(regress_cell.runner)
     if na:
@@ -288,11 +317,12 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
     if handle is None:
         _skip_cell(request, regress_cell, f"no runner {regress_cell.runner} in this target")
     run_dir = _run_dir(cfg)
+    pool = request.getfixturevalue("regress_pool")
     try:
-        result = run_cell(regress_target, scenario, handle, run_dir / safe_name(request.node.name),
-                          evidence=settings.evidence, keep_repo=settings.keep_repos,
-                          setup_budget=settings.setup_budget, notify=_notify(cfg),
-                          log_command=settings.runner_log_command, stall_command=settings.runner_stall_command)
+        if pool is not None:
+            result = pool.result(request.node.name)
+        else:
+            result = _run(cfg, regress_target, PoolCell(request.node.name, regress_cell.scenario, handle.key), handle)
     except NotRunnable as exc:
         _skip_cell(request, regress_cell, f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
     report.write_record(run_dir, request.node.name, {**result.to_json(), "nodeid": request.node.nodeid})
