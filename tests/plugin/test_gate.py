@@ -76,7 +76,7 @@ plugin.plan_lab = lambda settings, versions: SimpleNamespace(not_applicable=())
 
 @pytest.fixture(scope="session")
 def regress_target():
-    return SimpleNamespace(server_version="11.0.15",
+    return SimpleNamespace(server_version="11.0.15", lab=None,
                            runners={k: SimpleNamespace(key=k) for k in ("11.3.1", "12.1.2")})
 '''
 
@@ -223,3 +223,19 @@ def test_the_gate_under_xdist(project, pytester):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert {c["runner"]: c["outcome"] for c in json.loads((run_dir(pytester) / "report.json").read_text())} == {
         "11.3.1": "pass", "12.1.2": "inconclusive"}
+
+
+def test_lanes_run_the_cells_through_the_pool_with_the_same_outcomes(project, pytester):
+    """``--lanes``: every cell pushed together and watched from one process; each test gets its own cell's result."""
+    table = {"native-checkout@12.1.2": "fail", "docker-checkout@11.3.1": "inconclusive",
+             "qemu-buildx@12.1.2": "not-runnable"}
+    result = project(table, *GATE, "--lanes=2", "-k", "checkout or qemu-buildx or unrelated")
+    result.assert_outcomes(passed=4, failed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*regression: native-checkout — 11.3.1 passed, 12.1.2 failed*"])
+    result.stdout.fnmatch_lines(["*INCONCLUSIVE: POST /api/v1/user/repos*"])
+    cells = {json.loads(p.read_text())["scenario"] + "@" + json.loads(p.read_text())["runner"]:
+             json.loads(p.read_text())["outcome"] for p in (run_dir(pytester) / "cells").glob("*.json")}
+    assert cells == {"native-checkout@11.3.1": "pass", "native-checkout@12.1.2": "fail",
+                     "docker-checkout@11.3.1": "inconclusive", "docker-checkout@12.1.2": "pass",
+                     "qemu-buildx@11.3.1": "pass", "qemu-buildx@12.1.2": "skipped"}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
