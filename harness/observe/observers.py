@@ -370,9 +370,11 @@ class Stall(Quiet):
 
     name = "stall"
 
-    def __init__(self, capture: Callable[[], dict[str, Any]] | None, runner_key: str) -> None:
+    def __init__(self, capture: Callable[[], dict[str, Any]] | None, runner_key: str,
+                 runner_step: Callable[[], str | None] = lambda: None) -> None:
         self.capture = capture
         self.runner_key = runner_key
+        self.runner_step = runner_step
         self.watches: dict[str, StallWatch] = {}
         self.captured: dict[str, Any] = {}
         self.step: str = "?"
@@ -397,7 +399,8 @@ class Stall(Quiet):
     def _fire(self, poll: Poll, watch: StallWatch) -> None:
         assert self.scope is not None
         running = [s.name for s in (poll.view.steps if poll.view else ()) if str(s.status) == "running"]
-        self.step = running[-1] if running else "?"
+        own = self.runner_step()  # the runner's own last ⭐ line: the server may still show an earlier step
+        self.step = own or (f"{running[-1]} (as Forgejo last showed it)" if running else "?")
         self.scope.notify(f"{self.scope.repo}: runner stalled (task updated_at silent {watch.silent_for:.0f}s, "
                           f"step {self.step})")
         if self.capture is not None:
@@ -423,6 +426,21 @@ class Stall(Quiet):
         if self.captured.get("stall_command"):
             evidence.append(write_text("stall-command.txt", self.captured["stall_command"]))
         return Findings((Violation("runner-stalled", message),), observations, evidence=tuple(evidence))
+
+
+_STEP_LINE = re.compile(r"⭐\s+Run\s+(.+?)\s*$")
+
+
+def runner_step(log: Path, offset: int, cell: CellScope) -> Callable[[], str | None]:
+    """The step a lab runner itself last started for this cell's job (its last ``⭐ Run …`` line)."""
+
+    def last() -> str | None:
+        text = runner_log.read_from(log, offset)
+        prefix = f"[{workflow_name(cell.scenario)}/"
+        found = [m[1] for line in text.splitlines() if prefix in line and (m := _STEP_LINE.search(line))]
+        return f"{found[-1]} (the runner's last ⭐ line)" if found else None
+
+    return last
 
 
 def lab_stall_capture(runner: LabRunner, cell: CellScope) -> Callable[[], dict[str, Any]]:
@@ -575,9 +593,11 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> lis
     observers.append(RunnerIdentity(str(cell.handle.version).split("+")[0], check=runner is None))
     if runner is not None:
         stores = Stores(runner)
-        observers += [LabRunnerLog(runner), stores, Cpu(runner, lambda: stores.cold),
+        log = LabRunnerLog(runner)
+        observers += [log, stores, Cpu(runner, lambda: stores.cold),
                       Overlap(runner, f"{cell.scenario.name}-{cell.handle.key}"),
-                      Stall(lab_stall_capture(runner, cell), cell.handle.key)]
+                      Stall(lab_stall_capture(runner, cell), cell.handle.key,
+                            lambda: runner_step(runner.log_file, log.offset, cell)())]
         control_spec = cell.scenario.expect.control
         if control_spec is not None:
             observers.append(RunnerControl(runner, control_spec.on_log, control_spec.signal))

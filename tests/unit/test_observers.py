@@ -221,3 +221,22 @@ def test_threads_of_the_tail_stop_with_the_scope(tmp_path):
     assert threading.active_count() <= before
     assert observer.after(_done()) == Findings()
 
+
+
+def test_runner_step_is_the_runners_own_last_star_line_of_this_workflow(tmp_path):
+    log = tmp_path / "runner.log"
+    log.write_text("[native-checkout/native-checkout] ⭐ Run Main old\n")
+    offset = log.stat().st_size
+    with log.open("a") as f:
+        f.write("[native-checkout/native-checkout] ⭐ Run Main actions/checkout@v4\n"
+                "[other/job] ⭐ Run Post elsewhere\n"
+                "[native-checkout/native-checkout] ⭐ Run Post actions/checkout@v4\n")
+    scope = _scope()
+    assert obs.runner_step(log, offset, scope)() == "Post actions/checkout@v4 (the runner's last ⭐ line)"
+    assert obs.runner_step(log, log.stat().st_size, scope)() is None
+    stall = obs.Stall(None, "k", lambda: "Post x (the runner's last ⭐ line)")
+    stall.before(_scope(run_index=1))
+    for _ in range(3):
+        stall.on_poll(Poll((_task(),), _view([("a", 1.0), ("b", 2.0)]), time.monotonic()))
+        time.sleep(0.15)
+    assert "while step Post x (the runner's last ⭐ line) ran" in stall.after(_done()).violations[0].message
