@@ -83,11 +83,7 @@ class CellPool:
         cells.put(None)  # wake the next lane of this runner so it stops too
 
     def _handle(self, stack: contextlib.ExitStack, key: str, lane: int) -> RunnerHandle:
-        shared = self.target.runners[key]
-        if lane == 0 or self.target.lab is None:
-            return shared
-        private = stack.enter_context(self.target.lab.private_runner(key, notify=self.notify))
-        return RunnerHandle(key, shared.version, dict(private.labels), private)
+        return self.target.runners[key] if lane == 0 else private_handle(self.target, stack, key, self.notify)
 
     def result(self, cell_id: str, timeout: float | None = None) -> CellResult:
         """The cell's result once it ran (re-raises what its run raised).
@@ -103,6 +99,16 @@ class CellPool:
             cells.put(None)
         for thread in self._threads:
             thread.join()
+
+
+def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Notify) -> RunnerHandle:
+    """A private lab runner of runner ``key``'s version, stopped when ``stack`` closes (the shared handle when the
+    runner is not the lab's)."""
+    shared = target.runners[key]
+    if target.lab is None or shared.lab_runner is None:
+        return shared
+    private = stack.enter_context(target.lab.private_runner(key, notify=notify))
+    return RunnerHandle(key, shared.version, dict(private.labels), private)
 
 
 @contextlib.contextmanager

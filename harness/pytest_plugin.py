@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -23,7 +24,7 @@ from harness.evidence import safe_name
 from harness.lab import lab as labs
 from harness.outcome import Outcome
 from harness.paths import labs_dir
-from harness.pool import CellPool, PoolCell, pooled
+from harness.pool import CellPool, PoolCell, pooled, private_handle
 from harness.runners import binaries
 from harness.scenarios import load, load_all
 from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab
@@ -305,6 +306,30 @@ def regress_pool(request: pytest.FixtureRequest, regress_target: Target) -> Iter
         yield pool
 
 
+@pytest.fixture(scope="session")
+def regress_lane(request: pytest.FixtureRequest, regress_target: Target) -> Iterator[dict[str, RunnerHandle]]:
+    """Under xdist: worker gw0 runs its cells on the lab's runners, every other worker on private runners of the
+    same versions (started on first use, kept for the session), so parallel cells never share a runner."""
+    cfg = request.config
+    worker = str(getattr(cfg, "workerinput", {}).get("workerid", "gw0"))
+    with contextlib.ExitStack() as stack:
+        lane: dict[str, RunnerHandle] = _LaneRunners(regress_target, stack, _notify(cfg)) if (
+            worker != "gw0" and regress_target.lab is not None) else dict(regress_target.runners)
+        yield lane
+
+
+class _LaneRunners(dict):  # type: ignore[type-arg]
+    """Runner key → a private runner of that version, started the first time a cell asks for it."""
+
+    def __init__(self, target: Target, stack: contextlib.ExitStack, notify: Any) -> None:
+        super().__init__()
+        self.target, self.stack, self.notify = target, stack, notify
+
+    def __missing__(self, key: str) -> RunnerHandle:
+        self[key] = private_handle(self.target, self.stack, key, self.notify)
+        return self[key]
+
+
 @pytest.fixture
 def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_cell: CellParam) -> CellResult:
     """Run the cell (push, watch, observe, judge, evidence) and record its result."""
@@ -322,7 +347,8 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
         if pool is not None:
             result = pool.result(request.node.name)
         else:
-            result = _run(cfg, regress_target, PoolCell(request.node.name, regress_cell.scenario, handle.key), handle)
+            lane = request.getfixturevalue("regress_lane")[handle.key]
+            result = _run(cfg, regress_target, PoolCell(request.node.name, regress_cell.scenario, handle.key), lane)
     except NotRunnable as exc:
         _skip_cell(request, regress_cell, f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
     report.write_record(run_dir, request.node.name, {**result.to_json(), "nodeid": request.node.nodeid})
