@@ -25,7 +25,9 @@ from harness.waiting import adaptive_wait, wait_for
 
 ADMIN = "regress-admin"
 BOOST_NICE = -5
-UUID = re.compile(r"(?m)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# the UUID on a line of its own, or run into Forgejo's next log line (stdout has no newline before stderr's
+# "2026/12/01 03:04:52 … running Forgejo using the root user" when both go to one pipe)
+UUID = re.compile(r"(?m)^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?=\s*$|\d{4}/\d\d/\d\d )")
 ROOT_ENV = {"GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true"}
 
 

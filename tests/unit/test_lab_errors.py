@@ -161,3 +161,12 @@ def test_registration_without_a_uuid_is_an_error(tmp_path):
     srv.configure()
     with pytest.raises(LabError, match=r"forgejo-cli actions register \(r\) printed no runner UUID: .*root user"):
         srv.register_runner("r", "41" * 20, ["x:host"])
+
+
+def test_the_uuid_run_into_forgejos_root_warning_is_still_found():
+    from harness.lab.forgejo import UUID
+
+    out = ("61636266-3739-3563-3733-3931643836662026/12/01 03:04:52 ...s/setting/setting.go:188:loadRunModeFrom() "
+           "[E] You are running Forgejo using the root user")  # measured: stdout's UUID, then stderr without a newline
+    assert UUID.findall(out) == ["61636266-3739-3563-3733-393164383666"]
+    assert UUID.findall("61636266-3739-3563-3733-39316438366612\n") == []
