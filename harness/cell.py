@@ -185,6 +185,21 @@ class CellRun:
     findings: Findings = field(default_factory=Findings)
     extra: list[Violation] = field(default_factory=list)
     t_push: float = 0.0
+    requests_at_done: int | None = None
+
+    def my_requests(self) -> list[dict[str, Any]]:
+        """This cell's exchanges since its start (cells running at once share one transcript): those naming
+        its repository, and its creation (whose body names it)."""
+        name = self.cell.repo.split("/", 1)[-1]
+        if not name:
+            return []
+
+        def mine(record: dict[str, Any]) -> bool:
+            body = record.get("request_json")
+            return (f"/{name}/" in f"{record.get('url') or record.get('repo') or ''}/"
+                    or (isinstance(body, dict) and body.get("name") == name))
+
+        return [r for r in self.cell.target.transcript.records(self.mark) if mine(r)]
 
     def own_runner_if_disruptive(self) -> None:
         """A cell that signals, restarts or slows its runner gets a private lab runner of that version (nobody
@@ -233,6 +248,7 @@ class CellRun:
             watcher.appear()
             watcher.picked()
             watcher.done()
+            self.requests_at_done = len(self.my_requests())
         except PollTimeout as exc:
             if watcher.t_appeared is None:
                 raise
@@ -283,10 +299,11 @@ class CellRun:
         for key, moment in (("appear", w.t_appeared), ("pickup", w.t_picked), ("done_seen", w.t_done_seen)):
             if moment is not None:
                 self.result.timings[key] = round(moment - t0, 3)
-        requests = len(self.cell.target.transcript.records(self.mark))
+        watch = self.requests_at_done if self.requests_at_done is not None else len(self.my_requests())
         seconds = (w.t_done_seen or time.monotonic()) - t0
-        self.result.observations["requests"] = {"total": requests, "watch_seconds": round(seconds, 2),
-                                                "per_second": round(requests / seconds, 2) if seconds > 0 else None}
+        self.result.observations["requests"] = {
+            "push_to_done_seen": watch, "total": len(self.my_requests()), "watch_seconds": round(seconds, 2),
+            "per_second": round(watch / seconds, 2) if seconds > 0 else None}
 
     def observe(self) -> None:
         """Every observer's findings, merged."""

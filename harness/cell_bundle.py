@@ -75,8 +75,7 @@ def write_bundle(path: Path, run: CellRun) -> Path:
         data("tasks.json", [dict(t.raw) for t in done.tasks])
     if run.findings.runner_log is not None:
         text("runner.log", run.findings.runner_log)
-    cell.target.transcript.write(bundle.path / "api-transcript.jsonl", since=run.mark)
-    files.append("api-transcript.jsonl")
+    text("api-transcript.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.my_requests()))
     if result.verdict is not None:
         data("verdict.json", result.verdict.to_json())
     for write in run.findings.evidence:

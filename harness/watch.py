@@ -156,10 +156,10 @@ class RunWatch:
     def _sleep(self, seconds: float) -> None:
         if self.wake.wait(seconds):  # something happened (the job's last line, a stall): poll fast for a moment
             self.wake.clear()
-            self._fast_until = time.monotonic() + 3.0
+            self._fast_until = time.monotonic() + 2.0
 
     def _pace(self, _: object) -> float:
-        return 0.2 if time.monotonic() < self._fast_until else self.interval
+        return 0.3 if time.monotonic() < self._fast_until else self.interval
 
     def _describe(self, _: object) -> str:
         tasks = ", ".join(f"task {t.id} {t.job_name}: {t.status} (updated {t.updated_at})" for t in self.last_tasks)

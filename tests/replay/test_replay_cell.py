@@ -147,7 +147,7 @@ def test_a_passing_cell_with_every_lab_observer(replay, monkeypatch, fake_runner
     obs = result.observations
     assert set(obs["store_growth_mb"]) == {"action_cache", "cache_server", "home"}
     assert "setup" in obs["cpu"] or obs["cpu"] == {}
-    assert obs["requests"]["total"] > 0 and obs["requests"]["per_second"] > 0
+    assert 0 < obs["requests"]["push_to_done_seen"] <= obs["requests"]["total"] and obs["requests"]["per_second"] > 0
     assert obs["runner_from_log"]["version"] == "12.1.2"
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert manifest["outcome"] == "pass"
@@ -155,6 +155,8 @@ def test_a_passing_cell_with_every_lab_observer(replay, monkeypatch, fake_runner
         assert (tmp_path / "bundle" / name).exists(), name
     assert {"job-view.json", "job.log", "runner.log", "tasks.json", "verdict.json"} <= set(manifest["files"])
     assert "Cleaning up container" in (tmp_path / "bundle" / "runner.log").read_text()
+    exchanges = [json.loads(line) for line in (tmp_path / "bundle" / "api-transcript.jsonl").read_text().splitlines()]
+    assert exchanges and all("native-ok-r12-f11-1795808947" in json.dumps(e) for e in exchanges)  # this cell's only
     assert len(_deletes(server)) == 1 and fake_runner.restarted == 0
 
 
