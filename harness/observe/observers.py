@@ -422,7 +422,7 @@ class Stall(Quiet):
         evidence = []
         if self.captured.get("goroutine_dump"):
             evidence.append(write_text("goroutines.txt", self.captured["goroutine_dump"]))
-            observations["runner_control"] = {"signal": "QUIT (stall capture)"}
+            observations["stall_capture"] = {"signal": "QUIT", "then": "restarted at the cell's end"}
         if self.captured.get("stall_command"):
             evidence.append(write_text("stall-command.txt", self.captured["stall_command"]))
         return Findings((Violation("runner-stalled", message),), observations, evidence=tuple(evidence))
