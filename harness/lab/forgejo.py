@@ -177,6 +177,9 @@ SCHEDULE = {zombie.zombie_cron}
 [cron.update_checker]
 ENABLED = false
 
+[queue]
+TYPE = channel
+
 [mailer]
 ENABLED = false
 
