@@ -2,8 +2,10 @@
 
 Some sandboxes run dockerd without e.g. ``CAP_SYS_RESOURCE`` in the capability bounding set; runc
 then fails every ``--privileged`` container ("operation not permitted" applying capabilities).
-Used as dockerd's default runtime, this rewrites ``config.json`` of the bundle on ``create``/``run``
-and then execs the real ``runc`` with the same arguments. Stdlib only: dockerd's shim runs it.
+Used as dockerd's default runtime, this rewrites ``config.json`` of the bundle on ``create``/``run``, and
+the process file of ``exec --process FILE`` (a ``docker exec`` into a ``--privileged`` container carries the
+full capability sets too: buildx's docker-container driver talks to buildkitd that way), then execs the
+real ``runc`` with the same arguments. Stdlib only: dockerd's shim runs it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 # Linux capability numbers → names (capability.h), as runc spells them.
@@ -42,7 +45,12 @@ def missing_caps(mask: int | None = None) -> list[str]:
 
 def filter_spec(spec: dict, missing: list[str]) -> bool:
     """Remove ``missing`` from every capability set of the spec; True when something changed."""
-    caps = (spec.get("process") or {}).get("capabilities") or {}
+    return filter_process(spec.get("process") or {}, missing)
+
+
+def filter_process(process: dict, missing: list[str]) -> bool:
+    """Remove ``missing`` from every capability set of one OCI process (``exec --process``'s file)."""
+    caps = process.get("capabilities") or {}
     changed = False
     for key, values in caps.items():
         if isinstance(values, list):
@@ -62,17 +70,32 @@ def _bundle(args: list[str]) -> Path:
     return Path.cwd()
 
 
+def _process_file(args: list[str]) -> Path | None:
+    for i, arg in enumerate(args):
+        if arg in ("--process", "-p") and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--process="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def _rewrite(path: Path | None, edit: Callable[[dict, list[str]], bool], missing: list[str]) -> None:
+    if path is None or not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    if edit(data, missing):
+        path.write_text(json.dumps(data))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Rewrite the bundle's spec when creating a container, then exec runc."""
+    """Rewrite the bundle's spec when creating a container (the process file on exec), then exec runc."""
     args = list(sys.argv[1:] if argv is None else argv)
     runc = os.environ.get("REGRESS_REAL_RUNC", "runc")
-    if any(a in ("create", "run") for a in args):
-        config = _bundle(args) / "config.json"
-        missing = missing_caps()
-        if missing and config.is_file():
-            spec = json.loads(config.read_text())
-            if filter_spec(spec, missing):
-                config.write_text(json.dumps(spec))
+    missing = missing_caps()
+    if missing and any(a in ("create", "run") for a in args):
+        _rewrite(_bundle(args) / "config.json", filter_spec, missing)
+    elif missing and "exec" in args:
+        _rewrite(_process_file(args), filter_process, missing)
     os.execvp(runc, [runc, *args])
 
 

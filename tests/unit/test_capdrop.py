@@ -132,3 +132,24 @@ def test_main_without_config_still_execs(tmp_path, monkeypatch, execvp):
     with pytest.raises(Exec):
         capdrop.main(["create", "--bundle", str(tmp_path / "none"), "cid"])
     assert len(execvp) == 1
+
+
+@pytest.mark.parametrize("form", [["--process", "{file}"], ["-p", "{file}"], ["--process={file}"]])
+def test_main_exec_rewrites_the_process_file(tmp_path, monkeypatch, execvp, form):
+    """`docker exec` into a --privileged container: runc exec --process FILE carries the full sets too."""
+    process = spec("CAP_KILL", "CAP_SYS_RESOURCE")["process"]
+    file = tmp_path / "process.json"
+    file.write_text(json.dumps(process))
+    monkeypatch.setattr(capdrop, "missing_caps", lambda: ["CAP_SYS_RESOURCE"])
+    argv = ["--root", "/run/x", "exec", *[a.format(file=file) for a in form], "--detach", "cid"]
+    with pytest.raises(Exec):
+        capdrop.main(argv)
+    assert all(v == ["CAP_KILL"] for v in json.loads(file.read_text())["capabilities"].values())
+    assert execvp[0][1][1:] == argv
+
+
+def test_main_exec_without_a_process_file_still_execs(tmp_path, monkeypatch, execvp):
+    monkeypatch.setattr(capdrop, "missing_caps", lambda: ["CAP_SYS_RESOURCE"])
+    with pytest.raises(Exec):
+        capdrop.main(["exec", "cid", "sh"])
+    assert len(execvp) == 1
