@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.evidence import SCHEMA, Bundle, environment, repro_markdown, write_reproducer
-from harness.scenarios import ACTIONS_DIR
+from harness.scenarios import ACTIONS_DIR, DEFAULT_EXPECT_TEXT
 from harness.target import seeded_commits
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ def write_bundle(path: Path, run: CellRun) -> Path:
         files.append(name)
 
     text("workflow.yml", run.workflow or cell.scenario.template)
-    text("expect.yml", (cell.scenario.path / "expect.yml").read_text())
+    expect_file = cell.scenario.path / "expect.yml"
+    text("expect.yml", expect_file.read_text() if expect_file.is_file() else DEFAULT_EXPECT_TEXT)
     bundle.copy_tree(cell.scenario.path, f"scenario/{cell.scenario.name}")
     if done is not None:
         for index, view in enumerate(done.views):

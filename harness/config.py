@@ -74,6 +74,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("candidate", "str", "Gate: the version you want to upgrade to.", metavar="VERSION"),
     Option("gate-on", "str", "Gate also on observation deltas: comma list of setup,cache.", metavar="LIST"),
     Option("repeat", "str", "Run each cell N times and report its pass rate.", default="1", metavar="N"),
+    Option("scenario-dir", "list", "Add scenarios from outside the suite (repeatable): a folder with workflow.yml "
+           "(runs-on: __RUNS_ON__) and an optional expect.yml, or a folder of such folders.", metavar="DIR"),
     Option("lanes", "str", "Run the session's cells at once: N lanes per runner version (lane 0 on the lab's runner, "
            "the others on private runners of that version); never two cells on one runner.", default="1", metavar="N"),
     Option("save-baseline", "str", "Gate: store this run's cells as a golden baseline file.", metavar="FILE"),
@@ -123,6 +125,7 @@ class Settings:
     gate_on: tuple[str, ...]
     repeat: int
     lanes: int = 1
+    scenario_dirs: tuple[Path, ...] = ()
     save_baseline: Path | None = None
     compare_baseline: Path | None = None
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
@@ -327,6 +330,14 @@ def _evidence(r: _Raw) -> dict[str, Any]:
             "keep_repos": bool(r.get("keep-repos"))}
 
 
+def _scenario_dirs(r: _Raw) -> tuple[Path, ...]:
+    dirs = tuple(Path(d).expanduser().resolve() for d in _split_list(r.get("scenario-dir")))
+    for directory in dirs:
+        if not directory.is_dir():
+            raise ConfigError(f"{r.where('scenario-dir')}: {directory} is not a directory")
+    return dirs
+
+
 def check_evidence_dir(settings: Settings) -> None:
     """The evidence dir exists and is writable (called once something will be written there).
 
@@ -366,5 +377,6 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         **_gate(r),
         repeat=r.whole("repeat", 1),
         lanes=r.whole("lanes", 1),
+        scenario_dirs=_scenario_dirs(r),
         sources=dict(raw),
     )

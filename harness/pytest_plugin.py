@@ -26,7 +26,7 @@ from harness.outcome import Outcome
 from harness.paths import labs_dir
 from harness.pool import CellPool, PoolCell, pooled, private_handle
 from harness.runners import binaries
-from harness.scenarios import load, load_all
+from harness.scenarios import Catalogue
 from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
@@ -37,6 +37,7 @@ RUN_ID = pytest.StashKey[str]()
 PLAN_PROBLEM = pytest.StashKey[str | None]()
 NOT_APPLICABLE = pytest.StashKey[dict[str, str]]()
 VERSIONS = pytest.StashKey[tuple[Version, ...]]()
+CATALOGUE = pytest.StashKey[Catalogue]()
 ACTIVE = pytest.StashKey[bool]()  # a scenario cell was collected or an option of ours was given
 HEADER_SHOWN = pytest.StashKey[bool]()
 TESTS = pytest.StashKey[dict[str, report.ReportedTest]]()
@@ -145,6 +146,16 @@ def _versions(cfg: pytest.Config) -> tuple[Version, ...]:
     return cfg.stash[VERSIONS]
 
 
+def _catalogue(cfg: pytest.Config) -> Catalogue:
+    """The suite's scenarios plus ``--scenario-dir`` (built once; a bad dir is a usage error)."""
+    if CATALOGUE not in cfg.stash:
+        try:
+            cfg.stash[CATALOGUE] = Catalogue.build(_settings(cfg).scenario_dirs)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
+    return cfg.stash[CATALOGUE]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "regress_cell" not in metafunc.fixturenames:
         return
@@ -152,7 +163,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     cfg.stash[ACTIVE] = True
     settings = _settings(cfg)
     try:
-        scenarios = load_all()
+        scenarios = _catalogue(cfg).all()
     except ConfigError as exc:
         raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
     versions = _versions(cfg)
@@ -280,7 +291,7 @@ def _skip_cell(request: pytest.FixtureRequest, cell: CellParam, reason: str) -> 
 
 def _run(cfg: pytest.Config, target: Target, cell: PoolCell, handle: RunnerHandle) -> CellResult:
     settings = _settings(cfg)
-    return run_cell(target, load(cell.scenario), handle, _run_dir(cfg) / safe_name(cell.id),
+    return run_cell(target, _catalogue(cfg).load(cell.scenario), handle, _run_dir(cfg) / safe_name(cell.id),
                     evidence=settings.evidence, keep_repo=settings.keep_repos, setup_budget=settings.setup_budget,
                     notify=_notify(cfg), log_command=settings.runner_log_command,
                     stall_command=settings.runner_stall_command)
@@ -334,7 +345,7 @@ class _LaneRunners(dict):  # type: ignore[type-arg]
 def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_cell: CellParam) -> CellResult:
     """Run the cell (push, watch, observe, judge, evidence) and record its result."""
     cfg = request.config
-    scenario = load(regress_cell.scenario)
+    scenario = _catalogue(cfg).load(regress_cell.scenario)
     na = cfg.stash.get(NOT_APPLICABLE, {}).get(regress_cell.runner)
     if na:
         _skip_cell(request, regress_cell, f"{regress_cell.runner}: {na}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,8 +212,14 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader (no arbitrary objects)
 
 
+DEFAULT_EXPECT = {"kind": "native", "marker": "regression", "job": "success"}
+DEFAULT_EXPECT_TEXT = ("# no expect.yml: the defaults (a native-label job that succeeds, every step green, the "
+                       "default budgets)\nkind: native\nmarker: regression\njob: success\n")
+
+
 def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
-    """Load and validate one scenario.
+    """Load and validate one scenario; outside the suite's own ``fixtures/workflows`` (``--scenario-dir``)
+    ``expect.yml`` is optional (:data:`DEFAULT_EXPECT`).
 
     Raises:
         ConfigError: unknown scenario or a malformed file.
@@ -227,7 +233,8 @@ def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
     slow_placeholder = SLOW_ACTIONS_PLACEHOLDER in template
     try:
         workflow = _yaml(template.replace(LABEL_PLACEHOLDER, "label"))
-        data = _yaml((path / "expect.yml").read_text()) if (path / "expect.yml").is_file() else None
+        data = _yaml((path / "expect.yml").read_text()) if (path / "expect.yml").is_file() else (
+            dict(DEFAULT_EXPECT) if root.resolve() != WORKFLOWS_DIR.resolve() else None)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, Mapping):
@@ -262,3 +269,47 @@ def workflow_job_ids(workflow: Any, where: Path | str) -> tuple[str, ...]:
 def load_all(root: Path = WORKFLOWS_DIR) -> list[Scenario]:
     """Every scenario."""
     return [load(n, root) for n in scenario_names(root)]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every scenario a run knows: the suite's own, plus each ``--scenario-dir`` (a scenario folder, or a folder of
+    them), by name → the folder holding it."""
+
+    roots: Mapping[str, Path]
+
+    @classmethod
+    def build(cls, extra: Sequence[Path] = ()) -> Catalogue:
+        """The suite's scenarios and those under ``extra``.
+
+        Raises:
+            ConfigError: a dir that holds no scenario, or a name given twice (names must be unique: they name
+                tests, repositories and bundles).
+        """
+        roots = {name: WORKFLOWS_DIR for name in scenario_names(WORKFLOWS_DIR)}
+        for directory in extra:
+            found = {directory.name: directory.parent} if (directory / "workflow.yml").is_file() else {
+                name: directory for name in scenario_names(directory)}
+            if not found:
+                raise ConfigError(f"--scenario-dir {directory}: neither a scenario folder (workflow.yml, optional "
+                                  "expect.yml) nor a folder of them")
+            for name, root in found.items():
+                if name in roots:
+                    raise ConfigError(f"--scenario-dir {directory}: scenario {name!r} exists already in {roots[name]}; "
+                                      "rename the folder")
+                roots[name] = root
+        return cls(roots)
+
+    def load(self, name: str) -> Scenario:
+        """One scenario by name.
+
+        Raises:
+            ConfigError: unknown name, or a malformed scenario.
+        """
+        if name not in self.roots:
+            raise ConfigError(f"unknown scenario {name!r}; known: {', '.join(sorted(self.roots)) or 'none'}")
+        return load(name, self.roots[name])
+
+    def all(self) -> list[Scenario]:
+        """Every scenario, by name."""
+        return [self.load(name) for name in sorted(self.roots)]

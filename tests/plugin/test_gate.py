@@ -239,3 +239,19 @@ def test_lanes_run_the_cells_through_the_pool_with_the_same_outcomes(project, py
                      "docker-checkout@11.3.1": "inconclusive", "docker-checkout@12.1.2": "pass",
                      "qemu-buildx@11.3.1": "pass", "qemu-buildx@12.1.2": "skipped"}
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_an_admins_own_workflow_runs_through_the_same_gate(project, pytester):
+    """``--scenario-dir``: a folder with workflow.yml only (expect.yml defaults) becomes cells on every runner."""
+    own = pytester.path / "my-workflows" / "bitwarden-cli-build"
+    own.mkdir(parents=True)
+    (own / "workflow.yml").write_text("on: [push]\njobs:\n  build:\n    runs-on: __RUNS_ON__\n"
+                                      "    steps:\n      - run: make\n")
+    result = project({"bitwarden-cli-build@12.1.2": "fail"}, *GATE, f"--scenario-dir={own.parent}",
+                     "-k", "bitwarden or unrelated")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*regression: bitwarden-cli-build — 11.3.1 passed, 12.1.2 failed*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    bad = project({}, "-m", "regression", f"--scenario-dir={pytester.path / 'nowhere'}")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--scenario-dir*is not a directory*"])

@@ -7,9 +7,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import scenarios as scenarios_mod
 from harness.errors import ConfigError
 from harness.forgejo.models import Status
-from harness.scenarios import LABEL_PLACEHOLDER, WORKFLOWS_DIR, Budget, Expect, RunnerControl, load, load_all, scenario_names
+from harness.scenarios import (
+    LABEL_PLACEHOLDER,
+    WORKFLOWS_DIR,
+    Budget,
+    Catalogue,
+    Expect,
+    RunnerControl,
+    load,
+    load_all,
+    scenario_names,
+)
 from harness.verdict import marker_found
 
 WHERE = "fixtures/workflows/x/expect.yml"
@@ -140,10 +151,39 @@ def test_load_without_placeholder(tmp_path):
         load("sc", tmp_path)
 
 
-def test_load_without_expect(tmp_path):
+def test_the_suites_own_scenarios_need_an_expect_yml(tmp_path, monkeypatch):
     _scenario(tmp_path, expect=None)
+    monkeypatch.setattr(scenarios_mod, "WORKFLOWS_DIR", tmp_path)
     with pytest.raises(ConfigError, match=r"expect\.yml: missing or not a mapping"):
-        load("sc", tmp_path)
+        scenarios_mod.load("sc", tmp_path)
+
+
+def test_a_users_scenario_without_expect_yml_gets_the_defaults(tmp_path):
+    _scenario(tmp_path, expect=None)
+    exp = load("sc", tmp_path).expect
+    assert (exp.kind, exp.marker, exp.job) == ("native", "regression", Status.SUCCESS)
+
+
+def test_catalogue_adds_scenario_dirs_and_refuses_clashes(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    own = _scenario(mine, expect=None)  # a folder of scenarios: mine/sc
+    single = tmp_path / "bitwarden-cli-build"
+    single.mkdir()
+    (single / "workflow.yml").write_text("jobs:\n  build:\n    runs-on: __RUNS_ON__\n")  # a scenario folder itself
+    catalogue = Catalogue.build([mine, single])
+    assert catalogue.roots["sc"] == mine and catalogue.roots["bitwarden-cli-build"] == tmp_path
+    assert catalogue.load("bitwarden-cli-build").job_ids == ("build",)
+    assert "native-checkout" in catalogue.roots and catalogue.load("sc").path == own
+    assert {s.name for s in catalogue.all()} >= {"sc", "bitwarden-cli-build", "native-checkout"}
+    with pytest.raises(ConfigError, match=r"scenario 'sc' exists already"):
+        Catalogue.build([mine, mine])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"--scenario-dir .*empty: neither a scenario folder"):
+        Catalogue.build([empty])
+    with pytest.raises(ConfigError, match=r"unknown scenario 'nope'"):
+        catalogue.load("nope")
 
 
 def test_load_invalid_yaml(tmp_path):
