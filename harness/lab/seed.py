@@ -65,8 +65,33 @@ def parse_seed_option(values: Iterable[str]) -> dict[str, Path]:
             raise ConfigError(f"--seed-action {value!r}: expected owner/name=PATH")
         if not Path(path).is_dir():
             raise ConfigError(f"--seed-action {value!r}: {path} is not a directory")
+        check_git_copy(repo, Path(path).resolve())
         result[repo] = Path(path).resolve()
     return result
+
+
+def check_git_copy(repo: str, source: Path) -> None:
+    """A copy with history must be complete: a mirror missing historic objects seeds fine, and then the
+    runner's clone of it fails ("possible repository corruption"). Checked with ``git fsck
+    --connectivity-only`` (objects reachable from every ref are present).
+
+    Raises:
+        ConfigError: the copy is incomplete; the missing objects and the fix are named.
+    """
+    if not (source / ".git").exists():
+        return  # a plain folder: the suite commits its files as one commit
+    proc = subprocess.run(["git", "fsck", "--connectivity-only", "--no-progress"], cwd=source, env=_git_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode == 0:
+        return
+    output = f"{proc.stdout}\n{proc.stderr}"
+    missing = sorted(set(re.findall(r"missing (?:blob|tree|commit|tag) [0-9a-f]{7,64}", output)))
+    named = "; ".join(missing[:5]) + (f"; … {len(missing) - 5} more" if len(missing) > 5 else "")
+    raise ConfigError(
+        f"--seed-action {repo}={source}: the git copy is incomplete ({named or output.strip()[-300:]}): the "
+        "runner's clone of it would fail with 'possible repository corruption'. Fix: fetch the missing objects "
+        f"again (git -C {source} fetch --refetch origin, or a fresh git clone), or seed the files without "
+        "history (a copy without .git: the suite commits them as one commit)")
 
 
 def _git(args: list[str], cwd: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -140,3 +141,23 @@ def test_tags_that_cannot_live_beside_each_other():
     _check_refs("a/b", ["v1", "v1.1", "v2/x"])
     with pytest.raises(LabError, match="use both a/b@v1 and a/b@v1/x"):
         _check_refs("a/b", ["v1", "v1/x"])
+
+
+def _git_repo(path: Path) -> str:
+    path.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    (path / "action.yml").write_text("runs: {using: node20, main: main.js}\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "v1"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD:action.yml"], cwd=path, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_seeded_copy_missing_objects_is_refused_with_the_objects_and_the_fix(tmp_path):
+    blob = _git_repo(tmp_path / "setup-qemu-action")
+    assert parse_seed_option([f"docker/setup-qemu-action={tmp_path / 'setup-qemu-action'}"])  # complete: accepted
+    (tmp_path / "setup-qemu-action" / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # a mirror lacking a blob
+    with pytest.raises(ConfigError, match=rf"incomplete \(missing blob {blob}\).*repository corruption.*--refetch"):
+        parse_seed_option([f"docker/setup-qemu-action={tmp_path / 'setup-qemu-action'}"])
