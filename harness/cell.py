@@ -142,27 +142,31 @@ def run_cell(
     """
     label = check_runnable(target, scenario, handle)
     result = CellResult(scenario.name, handle.key, str(handle.version), label)
-    with contextlib.ExitStack() as teardown:
-        cell = CellScope(target, scenario, handle, label, budgets, notify, contextlib.ExitStack(), teardown,
-                         job_ids=scenario.job_ids)
-        run = CellRun(cell, result, target.transcript.mark())
-        try:
-            run.own_runner_if_disruptive()
-            with cell.observing:
-                slow = SlowActions(target.url, scenario.expect.slow_actions) if scenario.expect.slow_actions else None
-                run.observers = choose(cell, Commands(log_command, stall_command), slow)
-                for observer in run.observers:
-                    observer.before(cell)
-                run.push(scenario.render(cell.label, slow.url if slow else None), keep_repo)
-                run.watch(bundle_dir)
-                run.observe()
-            run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
-        except HarnessError as exc:
-            result.error = str(exc)
-        except Exception as exc:
-            result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        finally:
-            run.write_evidence(bundle_dir, evidence)
+    try:
+        with contextlib.ExitStack() as teardown:
+            cell = CellScope(target, scenario, handle, label, budgets, notify, contextlib.ExitStack(), teardown,
+                             job_ids=scenario.job_ids)
+            run = CellRun(cell, result, target.transcript.mark())
+            try:
+                run.own_runner_if_disruptive()
+                with cell.observing:
+                    slow = SlowActions(target.url, scenario.expect.slow_actions) if scenario.expect.slow_actions \
+                        else None
+                    run.observers = choose(cell, Commands(log_command, stall_command), slow)
+                    for observer in run.observers:
+                        observer.before(cell)
+                    run.push(scenario.render(cell.label, slow.url if slow else None), keep_repo)
+                    run.watch(bundle_dir)
+                    run.observe()
+                run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
+            except HarnessError as exc:
+                result.error = str(exc)
+            except Exception as exc:
+                result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+            finally:
+                run.write_evidence(bundle_dir, evidence)
+    except HarnessError as exc:  # only the clean-up after the evidence can get here (e.g. the runner's restart)
+        result.error = (result.error + "\n" if result.error else "") + f"clean-up after the cell failed: {exc}"
     return result
 
 

@@ -263,3 +263,22 @@ def test_runner_control_fires_on_this_jobs_line_in_the_runner_log(replay, monkey
     assert result.observations["runner_control"]["server_showed_trigger"] is True
     assert result.observations["runner_control"]["line"].startswith("[native-post/test]")
     assert fake_runner.restarted == 1
+
+
+def test_a_restart_that_fails_after_the_evidence_is_said_not_raised(replay, monkeypatch, fake_runner, tmp_path):
+    from harness.errors import LabError
+
+    directory, _ = _recorded(monkeypatch, "11.0.15", "12.1.2", "native-post")
+    server = replay(directory, faults=[Fault(JOB_VIEW.pattern, nth=n, delay=0.3) for n in range(2, 6)])
+    monkeypatch.setattr(obs_mod.control, "send", lambda runner, sig: None)
+
+    def broken_restart() -> None:
+        raise LabError("runner regress-12.1.2 did not declare within runner_online")
+
+    monkeypatch.setattr(fake_runner, "restart", broken_restart)
+    fake_runner.write_log("[native-post/test] ⭐ Run Post actions/post-demo@main\n", delay=0.5)
+    result = run_cell(_target(server), load("native-post", SCENARIOS), _handle(fake_runner), tmp_path / "b",
+                      evidence="always", budgets=small_budgets(trigger_reported=3.0))
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "clean-up after the cell failed: runner regress-12.1.2 did not declare" in result.error
+    assert (tmp_path / "b" / "manifest.json").is_file()
