@@ -80,15 +80,26 @@ class Cell:
         )
 
 
+def load_records(cells_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cell records under ``cells_dir`` and a line per file that is not one."""
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    if not cells_dir.is_dir():
+        return records, problems
+    for file in sorted(cells_dir.glob("*.json")):
+        try:
+            data = json.loads(file.read_text())
+            Cell.from_json(data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"{file}: not a cell record ({exc!r}); left out of the report and the gate")
+            continue
+        records.append(data)
+    return records, problems
+
+
 def load_cells(directory: Path) -> list[Cell]:
     """Every readable cell record under ``directory`` (``*.json``); unreadable files are left out."""
-    cells = []
-    for file in sorted(directory.glob("*.json")):
-        try:
-            cells.append(Cell.from_json(json.loads(file.read_text())))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return cells
+    return [Cell.from_json(record) for record in load_records(directory)[0]]
 
 
 def load_baseline(path: Path) -> list[Cell]:

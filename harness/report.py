@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import compare
+from harness.compare import load_records
 from harness.evidence import safe_name, write_index
 from harness.outcome import Outcome
 
@@ -86,23 +87,6 @@ def skipped_record(scenario: str, runner: str, reason: str, nodeid: str = "") ->
     return {"scenario": scenario, "runner": runner, "version": None, "label": None,
             "outcome": str(Outcome.SKIPPED), "reason": reason, "passed": False, "error": None,
             "verdict": None, "observations": {}, "nodeid": nodeid}
-
-
-def load_records(cells_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The cell records under ``cells_dir`` and a line per file that is not one."""
-    records: list[dict[str, Any]] = []
-    problems: list[str] = []
-    if not cells_dir.is_dir():
-        return records, problems
-    for file in sorted(cells_dir.glob("*.json")):
-        try:
-            data = json.loads(file.read_text())
-            compare.Cell.from_json(data)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            problems.append(f"{file}: not a cell record ({exc!r}); left out of the report and the gate")
-            continue
-        records.append(data)
-    return records, problems
 
 
 def _missing_record(test: ReportedTest) -> dict[str, Any]:
