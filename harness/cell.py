@@ -261,9 +261,9 @@ class CellRun:
         self._timings()
 
     def _on_poll(self, tasks: tuple[Any, ...], view: JobView | None) -> None:
-        poll_now = time.monotonic()
+        poll = Poll(tasks, view)
         for observer in self.observers:
-            observer.on_poll(Poll(tasks, view, poll_now))
+            observer.on_poll(poll)
 
     def _timed_out(self, exc: PollTimeout) -> None:
         """A budget ran out: cancel the run, say who is to blame (the runner, or unknown: inconclusive)."""
@@ -303,10 +303,11 @@ class CellRun:
         for key, moment in (("appear", w.t_appeared), ("pickup", w.t_picked), ("done_seen", w.t_done_seen)):
             if moment is not None:
                 self.result.timings[key] = round(moment - t0, 3)
-        watch = self.requests_at_done if self.requests_at_done is not None else len(self.my_requests())
+        total = len(self.my_requests())
+        watch = self.requests_at_done if self.requests_at_done is not None else total
         seconds = (w.t_done_seen or time.monotonic()) - t0
         self.result.observations["requests"] = {
-            "push_to_done_seen": watch, "total": len(self.my_requests()), "watch_seconds": round(seconds, 2),
+            "push_to_done_seen": watch, "total": total, "watch_seconds": round(seconds, 2),
             "per_second": round(watch / seconds, 2) if seconds > 0 else None}
 
     def observe(self) -> None:

@@ -51,6 +51,7 @@ class CellScope:
     run_index: int = 0
     repo: str = ""
     disposable: bool = False  # a private runner, stopped at the cell's end: never restarted
+    restart_registered: bool = False  # the disturbed runner's restart is on ``teardown`` already
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,6 @@ class Poll:
 
     tasks: tuple[Task, ...]
     view: JobView | None
-    now: float
 
 
 @dataclass(frozen=True)

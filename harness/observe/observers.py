@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.faults.slow_http import SlowHttpProxy
-from harness.forgejo.models import JobView, first_log_runner
+from harness.forgejo.models import JobView, Status, first_log_runner
 from harness.forgejo.web import JobRef
 from harness.observe import cache as cache_obs
 from harness.observe import cpu as cpu_obs
@@ -179,6 +179,12 @@ def workflow_name(scenario: Scenario) -> str:
     """The workflow's ``name:`` (the runner prefixes its job lines with ``[<name>/<job id>]``), else the scenario's."""
     found = re.search(r"^name:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", scenario.template, re.M)
     return found[1] if found else scenario.name
+
+
+def job_line(cell: CellScope, line: str) -> bool:
+    """A runner-log line of this cell's (first) job: the runner prefixes them ``[<workflow name>/<job id>]``."""
+    job = cell.job_ids[0] if cell.job_ids else cell.scenario.name
+    return f"[{workflow_name(cell.scenario)}/{job}]" in line
 
 
 def attribute(text: str, cell: CellScope, done: Done) -> str:
@@ -370,10 +376,9 @@ class Stall(Quiet):
 
     name = "stall"
 
-    def __init__(self, capture: Callable[[], dict[str, Any]] | None, runner_key: str,
+    def __init__(self, capture: Callable[[], dict[str, Any]] | None,
                  runner_step: Callable[[], str | None] = lambda: None) -> None:
         self.capture = capture
-        self.runner_key = runner_key
         self.runner_step = runner_step
         self.watches: dict[str, StallWatch] = {}
         self.captured: dict[str, Any] = {}
@@ -398,7 +403,7 @@ class Stall(Quiet):
 
     def _fire(self, poll: Poll, watch: StallWatch) -> None:
         assert self.scope is not None
-        running = [s.name for s in (poll.view.steps if poll.view else ()) if str(s.status) == "running"]
+        running = [s.name for s in (poll.view.steps if poll.view else ()) if s.status is Status.RUNNING]
         own = self.runner_step()  # the runner's own last ⭐ line: the server may still show an earlier step
         self.step = own or (f"{running[-1]} (as Forgejo last showed it)" if running else "?")
         self.scope.notify(f"{self.scope.repo}: runner stalled (task updated_at silent {watch.silent_for:.0f}s, "
@@ -431,16 +436,11 @@ class Stall(Quiet):
 _STEP_LINE = re.compile(r"⭐\s+Run\s+(.+?)\s*$")
 
 
-def runner_step(log: Path, offset: int, cell: CellScope) -> Callable[[], str | None]:
+def runner_step(log: Path, offset: int, cell: CellScope) -> str | None:
     """The step a lab runner itself last started for this cell's job (its last ``⭐ Run …`` line)."""
-
-    def last() -> str | None:
-        text = runner_log.read_from(log, offset)
-        prefix = f"[{workflow_name(cell.scenario)}/"
-        found = [m[1] for line in text.splitlines() if prefix in line and (m := _STEP_LINE.search(line))]
-        return f"{found[-1]} (the runner's last ⭐ line)" if found else None
-
-    return last
+    text = runner_log.read_from(log, offset)
+    found = [m[1] for line in text.splitlines() if job_line(cell, line) and (m := _STEP_LINE.search(line))]
+    return f"{found[-1]} (the runner's last ⭐ line)" if found else None
 
 
 def lab_stall_capture(runner: LabRunner, cell: CellScope) -> Callable[[], dict[str, Any]]:
@@ -468,9 +468,9 @@ def command_stall_capture(template: str, runner_key: str) -> Callable[[], dict[s
 
 def restart_at_end(cell: CellScope, runner: LabRunner) -> None:
     """Register (once per cell) the restart of a runner the cell disturbed, after the evidence is written."""
-    if cell.disposable or getattr(cell, "_restart_registered", False):
+    if cell.disposable or cell.restart_registered:
         return
-    cell._restart_registered = True  # type: ignore[attr-defined]
+    cell.restart_registered = True
     cell.teardown.callback(runner.restart)
 
 
@@ -493,10 +493,7 @@ class RunnerControl(Quiet):
 
     def _on_line(self, line: str) -> None:
         assert self.scope is not None
-        if self.fired or self.pattern not in line:
-            return
-        job = self.scope.job_ids[0] if self.scope.job_ids else ""
-        if job and f"[{workflow_name(self.scope.scenario)}/{job}]" not in line:  # another job's line on this runner
+        if self.fired or self.pattern not in line or not job_line(self.scope, line):  # not this job's trigger line
             return
         reported = self._reported()
         restart_at_end(self.scope, self.runner)
@@ -596,15 +593,14 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> lis
         log = LabRunnerLog(runner)
         observers += [log, stores, Cpu(runner, lambda: stores.cold),
                       Overlap(runner, f"{cell.scenario.name}-{cell.handle.key}"),
-                      Stall(lab_stall_capture(runner, cell), cell.handle.key,
-                            lambda: runner_step(runner.log_file, log.offset, cell)())]
+                      Stall(lab_stall_capture(runner, cell), lambda: runner_step(runner.log_file, log.offset, cell))]
         control_spec = cell.scenario.expect.control
         if control_spec is not None:
             observers.append(RunnerControl(runner, control_spec.on_log, control_spec.signal))
     else:
         observers.append(CommandRunnerLog(commands.log) if commands.log else NoRunnerLog())
         stall = command_stall_capture(commands.stall, cell.handle.key) if commands.stall else None
-        observers.append(Stall(stall, cell.handle.key))
+        observers.append(Stall(stall))
     lab = cell.target.lab
     if lab is not None and lab.engine is not None:
         observers.append(Leftovers(lab.engine.client()))

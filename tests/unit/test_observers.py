@@ -102,16 +102,16 @@ def test_command_stall_capture_fills_in_the_runner():
 def test_stall_fires_once_captures_and_writes_the_command_output():
     scope = _scope(run_index=1)
     calls: list[int] = []
-    stall = obs.Stall(lambda: calls.append(1) or {"stall_command": "threads: 3"}, "12.1.2")
+    stall = obs.Stall(lambda: calls.append(1) or {"stall_command": "threads: 3"})
     stall.before(scope)
     view = _view([("a", 1.0), ("b", 2.0)])
     for _ in range(3):
-        stall.on_poll(Poll((_task(),), view, time.monotonic()))
+        stall.on_poll(Poll((_task(),), view))
         time.sleep(0.15)
     found = stall.after(_done())
     assert calls == [1] and [v.rule for v in found.violations] == ["runner-stalled"]
     assert found.observations["stall"]["task"] == 7 and len(found.evidence) == 1
-    assert obs.Stall(None, "k").after(_done()) == Findings()
+    assert obs.Stall(None).after(_done()) == Findings()
 
 
 def test_runner_identity_checks_only_runners_the_suite_did_not_start():
@@ -232,11 +232,11 @@ def test_runner_step_is_the_runners_own_last_star_line_of_this_workflow(tmp_path
                 "[other/job] ⭐ Run Post elsewhere\n"
                 "[native-checkout/native-checkout] ⭐ Run Post actions/checkout@v4\n")
     scope = _scope()
-    assert obs.runner_step(log, offset, scope)() == "Post actions/checkout@v4 (the runner's last ⭐ line)"
-    assert obs.runner_step(log, log.stat().st_size, scope)() is None
-    stall = obs.Stall(None, "k", lambda: "Post x (the runner's last ⭐ line)")
+    assert obs.runner_step(log, offset, scope) == "Post actions/checkout@v4 (the runner's last ⭐ line)"
+    assert obs.runner_step(log, log.stat().st_size, scope) is None
+    stall = obs.Stall(None, lambda: "Post x (the runner's last ⭐ line)")
     stall.before(_scope(run_index=1))
     for _ in range(3):
-        stall.on_poll(Poll((_task(),), _view([("a", 1.0), ("b", 2.0)]), time.monotonic()))
+        stall.on_poll(Poll((_task(),), _view([("a", 1.0), ("b", 2.0)])))
         time.sleep(0.15)
     assert "while step Post x (the runner's last ⭐ line) ran" in stall.after(_done()).violations[0].message
