@@ -182,6 +182,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("regress_cell", params)
 
 
+def _cell_param(item: pytest.Item) -> CellParam | None:
+    """The scenario × runner cell a collected test runs, if it is one."""
+    param = getattr(getattr(item, "callspec", None), "params", {}).get("regress_cell")
+    return param if isinstance(param, CellParam) else None
+
+
 def _selects_regression(cfg: pytest.Config) -> bool:
     expr = cfg.getoption("markexpr", "") or ""
     return bool(re.search(r"\bregression\b", expr)) and not re.search(r"not\s+regression", expr)
@@ -192,8 +198,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     settings = _settings(config)
     for item in items:
-        param = getattr(getattr(item, "callspec", None), "params", {}).get("regress_cell")
-        if isinstance(param, CellParam):  # travels with every report (xdist too): the gate knows each cell's test
+        param = _cell_param(item)
+        if param is not None:  # travels with every report (xdist too): the gate knows each cell's test
             item.user_properties.extend([("scenario", param.scenario), ("runner", param.runner)])
     lab_items = [i for i in items if i.get_closest_marker("lab")]
     problem: str | None = None
@@ -309,8 +315,8 @@ def regress_pool(request: pytest.FixtureRequest, regress_target: Target) -> Iter
     na = cfg.stash.get(NOT_APPLICABLE, {})
     cells = []
     for item in request.session.items:
-        param = getattr(getattr(item, "callspec", None), "params", {}).get("regress_cell")
-        if isinstance(param, CellParam) and param.runner in regress_target.runners and param.runner not in na:
+        param = _cell_param(item)
+        if param is not None and param.runner in regress_target.runners and param.runner not in na:
             cells.append(PoolCell(item.name, param.scenario, param.runner))
     with pooled(regress_target, lambda cell, handle: _run(cfg, regress_target, cell, handle), cells, lanes=lanes,
                 notify=_notify(cfg)) as pool:

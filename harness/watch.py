@@ -84,11 +84,7 @@ def watch_job(
         wait_for(f"a runner with label {label!r} to pick the job of {where}", "pickup", probe, picked,
                  describe=describe, budgets=budgets, sleep=sleep, evidence=evidence)
     except PollTimeout as exc:
-        try:
-            web.cancel_run(ref)
-            cancelled = "the run was cancelled"
-        except HarnessError as cancel_error:
-            cancelled = f"cancelling the run failed too: {cancel_error}"
+        cancelled = cancel(web, ref)
         raise PickupTimeout(
             f"no runner with label {label!r} picked the job of {where} within "
             f"pickup={exc.budget:g}s ({cancelled}); last state: {exc.last}"
@@ -235,8 +231,13 @@ class RunWatch:
 
     def cancel(self) -> str:
         """Cancel the run (a budget ran out); what happened, in words."""
-        try:
-            self.web.cancel_run(self.ref)
-            return "the run was cancelled"
-        except HarnessError as exc:
-            return f"cancelling the run failed too: {exc}"
+        return cancel(self.web, self.ref)
+
+
+def cancel(web: WebSession, ref: JobRef) -> str:
+    """Cancel a run a budget gave up on (a job no runner picks would otherwise wait 24 h); what happened, in words."""
+    try:
+        web.cancel_run(ref)
+        return "the run was cancelled"
+    except HarnessError as exc:
+        return f"cancelling the run failed too: {exc}"
