@@ -28,7 +28,7 @@ from harness.observe.observers import Commands, SlowActions, choose
 from harness.outcome import Outcome
 from harness.procs import alive
 from harness.scenarios import Scenario
-from harness.target import RunnerHandle, Target
+from harness.target import RunnerHandle, Target, private_handle
 from harness.verdict import Observation, Verdict, Violation, judge, selfcheck_mismatch
 from harness.watch import RunWatch
 
@@ -212,11 +212,10 @@ class CellRun:
         expect, lab, shared = cell.scenario.expect, cell.target.lab, cell.handle.lab_runner
         if lab is None or shared is None or (expect.control is None and expect.slow_actions is None):
             return
-        private = cell.teardown.enter_context(lab.private_runner(cell.handle.key, notify=cell.notify))
-        cell.handle = RunnerHandle(cell.handle.key, cell.handle.version, dict(private.labels), private)
+        cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify)
         cell.label = self.result.label = cell.handle.runs_on(cell.scenario.expect.kind) or cell.label
         cell.disposable = True
-        self.result.observations["private_runner"] = private.name
+        self.result.observations["private_runner"] = cell.handle.lab_runner.name
 
     def push(self, workflow: str, keep_repo: bool) -> None:
         """A new repository with the workflow: the push starts the run (or a dispatch, where the scenario asks)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from harness.cell import CellResult
 from harness.errors import HarnessError
-from harness.target import RunnerHandle, Target
+from harness.target import RunnerHandle, Target, private_handle
 
 Notify = Callable[[str], None]
 RunCell = Callable[["PoolCell", RunnerHandle], CellResult]
@@ -99,16 +99,6 @@ class CellPool:
             cells.put(None)
         for thread in self._threads:
             thread.join()
-
-
-def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Notify) -> RunnerHandle:
-    """A private lab runner of runner ``key``'s version, stopped when ``stack`` closes (the shared handle when the
-    runner is not the lab's)."""
-    shared = target.runners[key]
-    if target.lab is None or shared.lab_runner is None:
-        return shared
-    private = stack.enter_context(target.lab.private_runner(key, notify=notify))
-    return RunnerHandle(key, shared.version, dict(private.labels), private)
 
 
 @contextlib.contextmanager

@@ -24,10 +24,10 @@ from harness.evidence import safe_name
 from harness.lab import lab as labs
 from harness.outcome import Outcome
 from harness.paths import labs_dir
-from harness.pool import CellPool, PoolCell, pooled, private_handle
+from harness.pool import CellPool, PoolCell, pooled
 from harness.runners import binaries
 from harness.scenarios import Catalogue
-from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab
+from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab, private_handle
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -203,3 +204,13 @@ def open_lab(lab: labs.Lab) -> Target:
 def seeded_commits(target: Target) -> Mapping[str, str]:
     """``owner/name`` → commit of each seeded action (lab only)."""
     return {s.repo: s.commit for s in target.lab.seeded} if target.lab else {}
+
+
+def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Callable[[str], None]) -> RunnerHandle:
+    """A private lab runner of runner ``key``'s version, stopped when ``stack`` closes (the shared handle when the
+    runner is not the lab's)."""
+    shared = target.runners[key]
+    if target.lab is None or shared.lab_runner is None:
+        return shared
+    private = stack.enter_context(target.lab.private_runner(key, notify=notify))
+    return RunnerHandle(key, shared.version, dict(private.labels), private)
