@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.budgets import BUDGETS, Budgets
+from harness.classify import Classification, Inputs, classify
 from harness.errors import HarnessError, PollTimeout
 from harness.forgejo.client import RepoFile
-from harness.forgejo.models import JobView
+from harness.forgejo.models import JobView, parse_go_duration
 from harness.forgejo.web import JobRef
 from harness.observe.base import CellScope, Done, Findings, Observer, Poll, merge
 from harness.observe.observers import Commands, SlowActions, choose
@@ -56,6 +57,7 @@ class CellResult:
     timings: dict[str, float] = field(default_factory=dict)
     observations: dict[str, Any] = field(default_factory=dict)
     bundle: Path | None = None
+    classification: Classification | None = None  # the failure class (harness.classify); None for a clean pass
 
     @property
     def outcome(self) -> Outcome:
@@ -90,6 +92,8 @@ class CellResult:
             "selfcheck_problem": self.selfcheck_problem, "verdict": self.verdict.to_json() if self.verdict else None,
             "timings": self.timings, "observations": self.observations,
             "bundle": str(self.bundle) if self.bundle else None,
+            "class": self.classification.name if self.classification else None,
+            "class_evidence": self.classification.to_json() if self.classification else None,
         }
 
 
@@ -164,9 +168,11 @@ def run_cell(
             except Exception as exc:
                 result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
             finally:
+                run.classify()
                 run.write_evidence(bundle_dir, evidence)
     except HarnessError as exc:  # only the clean-up after the evidence can get here (e.g. the runner's restart)
         result.error = (result.error + "\n" if result.error else "") + f"clean-up after the cell failed: {exc}"
+        result.classification = classify(Inputs(result.verdict, error=result.error))
     return result
 
 
@@ -338,6 +344,16 @@ class CellRun:
         if stamps and self.done.finished:  # the runner's last job-log line ≈ its final report (lab: same clock)
             self.result.timings["job_end_to_verdict"] = round(time.time() - max(stamps), 3)
         self.result.timings["setup_seconds"] = verdict.setup_seconds or 0.0
+
+    def classify(self) -> None:
+        """The cell's failure class from what Forgejo showed (views, raw log, tasks) and the timings."""
+        done, result = self.done, self.result
+        timeout = (self.cell.target.info.get("actions") or {}).get("ZOMBIE_TASK_TIMEOUT")
+        result.classification = classify(Inputs(
+            result.verdict, views=tuple(done.views) if done else (), raw_log=done.raw_log if done else None,
+            tasks=done.tasks if done else (), error=result.error, selfcheck_problem=result.selfcheck_problem,
+            runner_log=self.findings.runner_log, timings=result.timings,
+            zombie_timeout=parse_go_duration(str(timeout)) if timeout else None))
 
     def write_evidence(self, bundle_dir: Path, evidence: str) -> None:
         """The bundle, when asked for; a failure to write it is said, and never stops the clean-up."""

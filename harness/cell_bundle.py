@@ -43,6 +43,8 @@ def _manifest(path: Path, run: CellRun, files: list[str]) -> dict[str, Any]:
                    "post_steps": list(scenario.expect.post_steps)},
         "timings": result.timings,
         "verdict": result.verdict.to_json() if result.verdict else {},
+        "class": result.classification.name if result.classification else None,
+        "class_evidence": result.classification.to_json() if result.classification else None,
         "observations": result.observations,
         "seeded_actions": seeded_commits(cell.target),
         "environment": environment(cell.target.docker_host),

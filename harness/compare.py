@@ -48,6 +48,7 @@ class Cell:
     error: str | None
     reason: str = ""
     shared: bool = False  # other jobs ran on the same runner meanwhile: CPU and cache figures include theirs
+    failure_class: str | None = None  # harness.classify: the mechanism of a non-pass cell (report.json ``class``)
 
     @property
     def passed(self) -> bool:
@@ -77,6 +78,7 @@ class Cell:
             cache_growth_mb=(obs.get("store_growth_mb") or {}).get("cache_server"),
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
             error=error, reason=reason, shared=bool(obs.get("shared_runner_with")),
+            failure_class=data.get("class") or None,
         )
 
 
@@ -155,11 +157,18 @@ def _reason(cells: Sequence[Cell]) -> str:
     return f" — {text[:160]}" if text else ""
 
 
+def classes(cells: Sequence[Cell]) -> str:
+    """The failure classes of a cell's non-pass repeats: `` [finalization-lost]`` ("" when none has one)."""
+    found = ",".join(dict.fromkeys(c.failure_class for c in cells
+                                   if c.failure_class and not c.passed and c.outcome is not Outcome.INCONCLUSIVE))
+    return f" [{found}]" if found else ""
+
+
 def _summary(cells: Sequence[Cell]) -> str:
     last = cells[-1]
     rules = ",".join(dict.fromkeys(r for c in cells for r in c.violations)) or "-"
     shared = " (shared runner)" if last.shared else ""
-    return (f"{rate(cells)} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')} "
+    return (f"{rate(cells)}{classes(cells)} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')} "
             f"cpu={_fmt(last.cpu_setup_pct, '%')} cache+={_fmt(last.cache_growth_mb, 'MB')}{shared} "
             f"left={last.leftovers} [{rules}]{_reason(cells)}")
 
@@ -209,15 +218,17 @@ def _classify(scenario: str, base: Sequence[Cell], cand: Sequence[Cell], baselin
         flaky = len(c_fail) < len(cand)
         rules = ",".join(dict.fromkeys(r for c in c_fail for r in c.violations)) or (c_fail[-1].reason or "failed")
         return GateFinding(scenario, REGRESSION, f"{baseline} passed, {candidate} "
-                           f"{f'is flaky ({len(c_fail)} of {len(cand)} failed)' if flaky else 'failed'}: {rules[:200]}")
+                           f"{f'is flaky ({len(c_fail)} of {len(cand)} failed)' if flaky else 'failed'}"
+                           f"{classes(c_fail)}: {rules[:200]}")
     gap = _no_evidence(candidate, cand) or _no_evidence(baseline, base)
     if gap:
         return GateFinding(scenario, INCONCLUSIVE, gap)
     c_all = all(c.passed for c in cand)
     if not b_all:
         if c_all:
-            return GateFinding(scenario, FIXED, f"fails on {baseline}, passes on {candidate}")
-        return GateFinding(scenario, KNOWN_FAILURE, "fails on both versions")
+            return GateFinding(scenario, FIXED, f"fails on {baseline}{classes(base)}, passes on {candidate}")
+        return GateFinding(scenario, KNOWN_FAILURE, f"fails on both versions ({baseline}{classes(base)}, "
+                           f"{candidate}{classes(cand)})")
     worse = _deltas(base[-1], cand[-1], gate_on)
     if worse:
         return GateFinding(scenario, REGRESSION, "; ".join(worse))

@@ -106,7 +106,9 @@ def repro_markdown(manifest: Mapping[str, Any], verdict_table: str, workflow: st
                    else "its config is not part of this bundle: the suite did not start this runner")
     reason = f"\n\n**Why:** {m['reason']}" if m.get("reason") else ""
     title = f"forgejo-runner {runner.get('version', '?')}: scenario `{m.get('scenario')}` — {m.get('outcome', '?')}"
-    return f"""# {title}{reason}
+    return f"""{class_line(m)}
+
+# {title}{reason}
 
 ## What was run
 A fresh repository received one commit with the workflow below (`.forgejo/workflows/{m.get('scenario')}.yml`);
@@ -124,7 +126,7 @@ post steps {', '.join(expected.get('post_steps', [])) or 'none listed'} end in s
 
 ## Observed
 {observed}
-
+{class_evidence(m)}
 ```
 {verdict_table}
 ```
@@ -144,6 +146,27 @@ form of Forgejo's end-to-end suite (`end-to-end/actions/<name>/`).
 
 Files in this bundle: {listed}.
 """
+
+
+def class_line(manifest: Mapping[str, Any]) -> str:
+    """repro.md's first line: ``class: <name> — <why>`` (harness.classify), ``class: none`` for a clean pass."""
+    name = manifest.get("class")
+    if not name:
+        return "class: none — every expectation held"
+    why = (manifest.get("class_evidence") or {}).get("why")
+    return f"class: {name} — {why}" if why else f"class: {name}"
+
+
+def class_evidence(manifest: Mapping[str, Any]) -> str:
+    """The lines and timings that decided the class, as a list ("" when there are none)."""
+    evidence = manifest.get("class_evidence") or {}
+    lines = [f"- {line}" for line in evidence.get("lines") or []]
+    timings = evidence.get("timings") or {}
+    if timings:
+        lines.append("- timings: " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    if not lines:
+        return ""
+    return f"\nWhat decided the class `{manifest.get('class')}`:\n" + "\n".join(lines) + "\n"
 
 
 def write_reproducer(bundle: Bundle, scenario_name: str, workflow: str, runner_config: str | None, label: str) -> None:

@@ -377,6 +377,8 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
     props.append(("label", result.label))
     for key, value in result.timings.items():
         props.append((f"timing_{key}", value))
+    if result.classification is not None:
+        props.append(("class", result.classification.name))
     if result.verdict is not None:
         props.append(("job", str(result.verdict.job_status)))
         props.append(("violations", ",".join(result.verdict.rules()) or "none"))

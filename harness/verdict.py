@@ -6,6 +6,13 @@ carries the job's own status (never evidence); post steps have no rows: they run
 ``❌  Failure - Post X``). The ``⭐ Run Main`` line of the first workflow step is logged in the
 "Set up job" row, and for a docker job or a JavaScript action further lines of that first step
 follow it there (``🐳  docker exec``, ``❓ add-matcher``): setup ends at ``⭐ Run``, not at the row's end.
+
+Forgejo's zombie check (``stop_zombie_tasks``) fails a task whose runner stopped reporting: every step
+not yet done becomes ``failure`` (those not started server-side with 0 s and no log line of their
+own), and "Set up job" runs until the first step's (stop) time. The runner's own end of a job never
+looks like that: it logs ``🏁  Job …`` with a result, or closes with last words and cancels the
+unfinished steps. :func:`zombie_stop` recognises it; such steps are no legitimate failure and such a
+"Set up job" is not over budget.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from harness.scenarios import Expect
 _POST_START = re.compile(r"⭐\s+Run Post (.+?)\s*$")
 _POST_END = re.compile(r"(✅|❌)\s+(Success|Failure) - Post (.+?)\s*(?:\[[^\]]*\])?\s*$")
 _FIRST_RUN = re.compile(r"⭐\s+Run (?:Pre|Main) ")  # the first workflow code the runner starts
+JOB_RESULT_LINE = re.compile(r"🏁\s+Job (succeeded|failed|cancelled|skipped)")  # the runner's own job result
+LAST_WORDS = ("Cancelled", "Early termination")  # the reporter's Close without a job result (runner reporter.go)
 
 StepRow = tuple[str, Status, float | None]
 
@@ -46,6 +55,79 @@ class PostStep:
 
 
 @dataclass(frozen=True)
+class ZombieStop:
+    """A task failed by Forgejo's stop (zombie check) rather than by the runner's own result.
+
+    ``running``: the row that was running when the runner went silent (``Set up job`` when no
+    workflow step had started server-side, ``Complete job`` when every workflow step had finished);
+    ``stopped_steps``: the workflow steps the stop failed; ``silent_steps``: those of them with 0 s
+    and no log line of their own; ``last_line``/``stopped``: epoch seconds of the job's last log
+    line and of the stop (the silent steps' start, or "Complete job"'s start + duration: whole
+    seconds), None when not shown.
+    """
+
+    running: str
+    stopped_steps: tuple[str, ...]
+    silent_steps: tuple[str, ...]
+    last_line: float | None
+    stopped: float | None
+
+    @property
+    def setup_stretched(self) -> bool:
+        """"Set up job" carries the time until the stop, not a setup time."""
+        return self.running == SETUP_STEP
+
+    @property
+    def silence(self) -> float | None:
+        """Seconds from the last log line to the stop (None when either is unknown)."""
+        if self.last_line is None or self.stopped is None:
+            return None
+        return round(max(0.0, self.stopped - self.last_line), 1)
+
+    def describe(self) -> str:
+        """One line: what was running, which steps the stop failed."""
+        failed = f"; steps failed by the stop: {list(self.stopped_steps)}" if self.stopped_steps else ""
+        silence = f"; {self.silence:g}s from the last log line to the stop" if self.silence is not None else ""
+        return f"no job result from the runner: Forgejo stopped the task while {self.running!r} ran{failed}{silence}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``JobVerdict.to_json()["zombie_stop"]``)."""
+        return {"running": self.running, "stopped_steps": list(self.stopped_steps),
+                "silent_steps": list(self.silent_steps), "last_line": self.last_line, "stopped": self.stopped,
+                "silence_seconds": self.silence}
+
+
+def zombie_stop(view: JobView, status: Status) -> ZombieStop | None:
+    """The zombie stop of a failed job, from its view alone; None when the runner ended the job itself.
+
+    Failed, with step rows, no ``🏁  Job …`` line, no cancelled workflow step and no last words
+    (``Cancelled`` / ``Early termination``) as the last log line: only Forgejo's stop ends a task so.
+    """
+    if status is not Status.FAILURE or not view.steps:
+        return None
+    lines = view.log_lines()
+    if any(JOB_RESULT_LINE.search(line.message) for line in lines):
+        return None
+    if lines and lines[-1].message.strip() in LAST_WORDS:
+        return None
+    rows = view.workflow_steps()
+    if any(s.status is Status.CANCELLED for s in rows):
+        return None
+    failed = [s for s in rows if s.status is Status.FAILURE]
+    silent = [s for s in failed if not s.lines and not s.duration]
+    if rows and rows[0] in silent:
+        running = SETUP_STEP
+    else:
+        running = next((s.name for s in failed if s not in silent), failed[0].name if failed else COMPLETE_STEP)
+    complete = view.step(COMPLETE_STEP)  # it runs from the last step's end to the task's stop
+    starts = [s.started for s in silent if s.started]
+    if complete is not None and complete.started:
+        starts.append(complete.started + (complete.duration or 0.0))
+    return ZombieStop(running, tuple(s.name for s in failed), tuple(s.name for s in silent),
+                      lines[-1].timestamp if lines else None, max(starts) if starts else None)
+
+
+@dataclass(frozen=True)
 class JobVerdict:
     """One job of the run as the judge saw it."""
 
@@ -56,6 +138,7 @@ class JobVerdict:
     post_steps: tuple[PostStep, ...]
     setup_seconds: float | None
     viewed: bool = True  # False: no job view of this job; judged on its status (``state.run.jobs``) only
+    zombie: ZombieStop | None = None  # the task was failed by Forgejo's stop, not by the runner
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one entry of ``Verdict.to_json()["jobs"]``)."""
@@ -67,6 +150,7 @@ class JobVerdict:
             "post_steps": [{"name": p.name, "outcome": str(p.outcome) if p.outcome else None} for p in self.post_steps],
             "setup_seconds": self.setup_seconds,
             "viewed": self.viewed,
+            "zombie_stop": self.zombie.to_json() if self.zombie else None,
         }
 
 
@@ -135,6 +219,10 @@ class Verdict:
                 lines.extend(_rows_table(job, "    "))
                 if job.setup_seconds is not None:
                     lines.append(f"    setup: {job.setup_seconds:.1f}s")
+        for job in jobs:
+            if job.zombie is not None:
+                who = f"job {job.name!r}: " if len(jobs) > 1 else ""
+                lines.append(f"{who}{job.zombie.describe()}")
         if self.setup_seconds is not None:
             temp = {True: "cold", False: "warm", None: "cache state unknown"}[self.cold]
             budget = f" / budget {self.setup_budget:g}s" if self.setup_budget else ""
@@ -315,7 +403,7 @@ def _jobs(views: tuple[JobView, ...], expect: Expect, job_ids: Sequence[str]) ->
             index=i, name=name, status=status,
             steps=tuple((s.name, s.status, s.duration) for s in view.steps) if view is not None else (),
             post_steps=posts, setup_seconds=setup_seconds(view) if view is not None else None,
-            viewed=view is not None,
+            viewed=view is not None, zombie=zombie_stop(view, status) if view is not None else None,
         )
         key = job_ids[i] if len(job_ids) == count else name
         jobs.append(_Job(verdict, view, key, f"job {name!r}: " if count > 1 else ""))
@@ -388,8 +476,12 @@ def _job_results(jobs: list[_Job], expect: Expect, *, rejected: bool) -> list[Vi
         wanted = next((s for k, s in expect.jobs.items() if _matches(k, job)), expect.job)
         if status is wanted or (rejected and status is Status.UNKNOWN):
             continue  # a rejected run has no job to disagree: workflow-rejected says why
-        legit = status is Status.FAILURE and any(s.status is Status.FAILURE and not _green(s, expect) for s in job.rows)
+        zombie = job.verdict.zombie
+        legit = status is Status.FAILURE and zombie is None and any(
+            s.status is Status.FAILURE and not _green(s, expect) for s in job.rows)
         why = " (a step failed: a legitimate failure, not a disagreement)" if legit else ""
+        if zombie is not None:
+            why = f" ({zombie.describe()}: not a legitimate failure)"
         subject = f"job {job.verdict.name!r}" if job.label else "job"
         violations.append(Violation("unexpected-job-result", f"{subject} is {status}, expected {wanted}{why}"))
     for key in expect.jobs:
@@ -436,10 +528,14 @@ def _setup_budget(jobs: list[_Job], expect: Expect, obs: Observation,
     warm_budget = expect.setup_warm or default_setup[1]
     budget = warm_budget if obs.cold is False else cold_budget
     temp = "warm" if obs.cold is False else ("cold" if obs.cold else "cache state unknown, cold budget")
+    def stretched(job: _Job) -> bool:  # "Set up job" ran until Forgejo's zombie stop: no setup time
+        return job.verdict.zombie is not None and job.verdict.zombie.setup_stretched
+
     if obs.setup_seconds is not None:
-        measured = [("", obs.setup_seconds)]
+        measured = [] if all(stretched(j) for j in jobs) else [("", obs.setup_seconds)]
     else:
-        measured = [(j.label, j.verdict.setup_seconds) for j in jobs if j.verdict.setup_seconds is not None]
+        measured = [(j.label, j.verdict.setup_seconds) for j in jobs
+                    if j.verdict.setup_seconds is not None and not stretched(j)]
     violations = [Violation("setup-over-budget", f"{label}'Set up job' took {seconds:.1f}s > {budget:g}s ({temp})")
                   for label, seconds in measured if seconds > budget]
     slowest = max((seconds for _, seconds in measured), default=None)

@@ -18,7 +18,7 @@ import pytest
 from replay_server import JOB_VIEW, Fault, load_exchanges, load_meta, scenario_dir, small_budgets
 
 from harness import cell as cell_mod
-from harness import cell_bundle
+from harness import cell_bundle, classify
 from harness.cell import run_cell
 from harness.forgejo.client import ForgejoClient
 from harness.forgejo.transcript import Transcript
@@ -159,6 +159,8 @@ def test_a_passing_cell_with_every_lab_observer(replay, monkeypatch, fake_runner
     exchanges = [json.loads(line) for line in (tmp_path / "bundle" / "api-transcript.jsonl").read_text().splitlines()]
     assert exchanges and all("native-ok-r12-f11-1795808947" in json.dumps(e) for e in exchanges)  # this cell's only
     assert len(_deletes(server)) == 1 and fake_runner.restarted == 0
+    assert result.classification is None and result.to_json()["class"] is None
+    assert (tmp_path / "bundle" / "repro.md").read_text().splitlines()[0] == "class: none — every expectation held"
 
 
 def test_job_done_timeout_keeps_the_last_view_cancels_and_judges(replay, monkeypatch, fake_runner, tmp_path):
@@ -173,6 +175,10 @@ def test_job_done_timeout_keeps_the_last_view_cancels_and_judges(replay, monkeyp
     bundle = tmp_path / "bundle"
     assert (bundle / "job-view.json").is_file() and (bundle / "tasks.json").is_file()
     assert json.loads((bundle / "manifest.json").read_text())["outcome"] == "fail"
+    assert result.classification.name == classify.GAVE_UP_WAITING
+    assert (bundle / "repro.md").read_text().splitlines()[0].startswith("class: gave-up-waiting — the job was still")
+    record = result.to_json()
+    assert record["class"] == "gave-up-waiting" and record["class_evidence"]["lines"]
 
 
 def test_never_picked_with_the_runner_running_is_a_runner_failure(replay, monkeypatch, fake_runner, tmp_path):
@@ -183,6 +189,7 @@ def test_never_picked_with_the_runner_running_is_a_runner_failure(replay, monkey
     assert result.outcome is Outcome.FAIL, result.error
     assert "never-picked" in result.verdict.rules()
     assert server.requests("POST", r"/actions/runs/1/cancel$")
+    assert result.classification.name == classify.NEVER_PICKED
 
 
 def test_never_picked_by_a_runner_we_cannot_see_is_inconclusive_and_the_repo_kept(replay, monkeypatch, tmp_path):
@@ -193,6 +200,7 @@ def test_never_picked_by_a_runner_we_cannot_see_is_inconclusive_and_the_repo_kep
     assert result.outcome is Outcome.INCONCLUSIVE
     assert "cannot see whether that runner is online" in result.error and "pickup=1s" in result.error
     assert not _deletes(server) and result.observations["repo_kept"] == meta["repo"]
+    assert result.classification.name == classify.INCONCLUSIVE
     assert (tmp_path / "b" / "manifest.json").is_file()
 
 
@@ -204,6 +212,7 @@ def test_a_persistent_502_on_repo_creation_is_inconclusive_never_a_failure(repla
                       budgets=budgets)
     assert result.outcome is Outcome.INCONCLUSIVE and "502" in result.error
     assert result.verdict is None and not _deletes(server)
+    assert result.classification.name == classify.INCONCLUSIVE and "502" in result.classification.why
 
 
 def test_bundle_writing_that_raises_never_stops_the_clean_up(replay, monkeypatch, fake_runner, tmp_path):
@@ -247,6 +256,8 @@ def test_a_stalled_task_is_captured_and_the_runner_restarted(replay, monkeypatch
     assert captured == [fake_runner.pid] and fake_runner.restarted == 1
     assert (tmp_path / "b" / "goroutines.txt").read_text().startswith("goroutine 1")
     assert result.observations["stall"]["runner_state"] == "stopped"
+    assert result.classification.name == classify.GAVE_UP_WAITING  # job_done ran out first (3 s, before the stop)
+    assert (tmp_path / "b" / "repro.md").read_text().startswith("class: gave-up-waiting — ")
 
 
 def test_runner_control_fires_on_this_jobs_line_in_the_runner_log(replay, monkeypatch, fake_runner, tmp_path):
@@ -281,4 +292,5 @@ def test_a_restart_that_fails_after_the_evidence_is_said_not_raised(replay, monk
                       evidence="always", budgets=small_budgets(trigger_reported=3.0))
     assert result.outcome is Outcome.INCONCLUSIVE
     assert "clean-up after the cell failed: runner regress-12.1.2 did not declare" in result.error
+    assert result.classification.name == classify.INCONCLUSIVE
     assert (tmp_path / "b" / "manifest.json").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -317,3 +318,30 @@ def test_golden_baseline_round_trip_and_refusals(tmp_path):
     odd.write_text(json.dumps({"schema": "forgejo-runner-regress/baseline/1", "cells": [{**record, "outcome": "?"}]}))
     with pytest.raises(ValueError, match="malformed cell"):
         load_baseline(odd)
+
+
+# -- failure classes ---------------------------------------------------------------------------------------
+
+
+def test_the_class_of_a_failed_cell_is_in_its_table_cell_and_the_gate_lines():
+    stale = replace(cell("moved-tag", BASE, F, violations=["stale-action"]), failure_class="stale-action")
+    table = markdown_table([stale, cell("moved-tag", CAND)])
+    assert "| FAIL [stale-action] job=failure" in _row(table, "moved-tag")
+    assert "[stale-action]" not in _row(table, "moved-tag").split("|")[3]  # the passing candidate has none
+    (fixed,) = gate([stale, cell("moved-tag", CAND)], BASE, CAND)
+    assert fixed.kind == FIXED and fixed.why == f"fails on {BASE} [stale-action], passes on {CAND}"
+    lost = replace(cell("blackhole", CAND, F), failure_class="finalization-lost")
+    (regressed,) = gate([cell("blackhole", BASE), lost], BASE, CAND)
+    assert regressed.why.startswith(f"{BASE} passed, {CAND} failed [finalization-lost]:")
+
+
+def test_an_inconclusive_cell_shows_no_class_word_beside_its_outcome():
+    ours = replace(cell("s", CAND, I, error="502"), failure_class="inconclusive")
+    assert "INCONCLUSIVE job=" in _row(markdown_table([ours]), "s")
+
+
+def test_cell_from_json_reads_the_class():
+    record = {"scenario": "s", "runner": CAND, "outcome": "fail", "class": "finalization-lost",
+              "class_evidence": {"why": "…", "lines": [], "timings": {}}}
+    assert Cell.from_json(record).failure_class == "finalization-lost"
+    assert Cell.from_json({"scenario": "s", "runner": CAND, "outcome": "pass"}).failure_class is None

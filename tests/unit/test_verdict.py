@@ -87,16 +87,64 @@ def test_native_post_recording_has_no_violation(recording_at):
 
 @pytest.mark.parametrize("forgejo_runner", ["forgejo-11.0.15/runner-12.1.2", "forgejo-11.0.15/runner-11.3.1",
                                             "forgejo-13.0.5/runner-12.1.2"])
-def test_killed_after_last_step_is_a_legit_failure(recording_at, forgejo_runner):
+def test_killed_after_last_step_is_a_zombie_stop_not_a_legit_failure(recording_at, forgejo_runner):
     view = JobView.from_view(recording_at(f"{forgejo_runner}/killed-after-last-step").last_view_payload())
     assert view.job_status(0) is Status.FAILURE
     assert view.step("sleep 3").status is Status.FAILURE
     verdict = run(view, expect(job="failure"))
     assert "green-steps-failed-job" not in rules(verdict)
     assert verdict.violations == ()
+    zombie = verdict.jobs[0].zombie
+    assert zombie is not None and zombie.running == "sleep 3" and zombie.stopped_steps == ("sleep 3",)
+    assert 30 <= zombie.silence <= 45  # lab ZOMBIE_TASK_TIMEOUT 30 s + a 10 s cron period
     wrong = run(view, expect(job="success"))
     assert rules(wrong) == {"unexpected-job-result"}
-    assert "legitimate failure" in wrong.violations[0].message
+    message = wrong.violations[0].message
+    assert "a step failed: a legitimate failure" not in message
+    assert "Forgejo stopped the task while 'sleep 3' ran" in message and "not a legitimate failure" in message
+
+
+def zombie_in_setup(payload: dict[str, Any]) -> dict[str, Any]:
+    """A recording edited into the blackhole-before-the-first-report shape of issue 12: the runner's only
+    report was its first line; Forgejo's zombie stop failed every workflow step (0 s, no line of their own)
+    and "Set up job" carries the time until the stop."""
+    edited = copy.deepcopy(payload)
+    steps = edited["state"]["currentJob"]["steps"]
+    logs = edited["logs"]["stepsLog"]
+    stop = logs[0]["started"] + 39
+    logs[0]["lines"] = logs[0]["lines"][:1]
+    steps[0].update(duration="39s", status="success")
+    for i in range(1, len(steps)):
+        steps[i].update(duration="0s", status="failure")
+        logs[i].update(lines=[], cursor=0, started=stop)
+    return edited
+
+
+def test_zombie_stop_during_setup_is_no_step_failure_and_no_slow_setup(recording_at):
+    rec = recording_at("forgejo-11.0.15/runner-11.3.1/killed-after-last-step")
+    view = JobView.from_view(zombie_in_setup(rec.last_view_payload()))
+    assert view.step("Set up job").duration == 39 and setup_seconds(view) == 39
+    verdict = run(view, expect(job="success"), Observation(cold=False))
+    assert rules(verdict) == {"unexpected-job-result"}  # no setup-over-budget for the zombie's 39 s
+    assert "a step failed: a legitimate failure" not in verdict.violations[0].message
+    assert "while 'Set up job' ran" in verdict.violations[0].message
+    zombie = verdict.jobs[0].zombie
+    assert zombie.setup_stretched and zombie.silent_steps == ("echo a", "sleep 3")
+    assert verdict.setup_seconds is None
+    assert "Forgejo stopped the task while 'Set up job' ran" in verdict.table()
+    measured = run(view, expect(job="failure"), Observation(setup_seconds=39.0, cold=False))
+    assert measured.violations == ()
+
+
+def test_runner_closing_a_job_itself_is_no_zombie_stop():
+    cancelled = make_view("failure", [SETUP, ("a", "success", ["a"]), ("b", "cancelled", []),
+                                      ("Complete job", "failure", ["Cancelled"])])
+    assert run(cancelled, expect(job="failure")).jobs[0].zombie is None
+    last_words = make_view("failure", [SETUP, ("a", "success", ["a"]), ("Complete job", "failure", ["Early termination"])])
+    assert run(last_words, expect(job="failure")).jobs[0].zombie is None
+    result = make_view("failure", [SETUP, ("a", "failure", ["a"]), ("Complete job", "failure", ["🏁  Job failed"])])
+    judged = run(result, expect(job="success"))
+    assert judged.jobs[0].zombie is None and "a step failed: a legitimate failure" in judged.violations[0].message
 
 
 def test_killed_after_last_step_mid_run_is_not_done(recording_at):
