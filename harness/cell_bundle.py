@@ -3,19 +3,82 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from harness import __version__
 from harness.evidence import SCHEMA, Bundle, environment, repro_markdown, write_reproducer
-from harness.scenarios import ACTIONS_DIR, DEFAULT_EXPECT_TEXT
-from harness.target import seeded_commits
+from harness.provenance import SEEDED_COPY, STAND_IN, ActionRan, actions_ran, export_tree, resolve_ref
+from harness.scenarios import DEFAULT_EXPECT_TEXT
+from harness.target import action_origins
 
 if TYPE_CHECKING:
     from harness.cell import CellRun
 
 
-def _manifest(path: Path, run: CellRun, files: list[str]) -> dict[str, Any]:
+OVERRIDES_FILE = "runner-config-overrides.yaml"  # the --runner-config file of the cell's config axis
+
+
+def _ran(run: CellRun) -> list[ActionRan]:
+    cell = run.cell
+    uses = cell.scenario.uses()
+    lab_runner = cell.handle.lab_runner
+    return actions_ran(uses, action_origins(cell.target, uses), run.done.raw_log if run.done else None,
+                       lab_runner.workdir if lab_runner else None)
+
+
+def _seeded_actions(ran: Sequence[ActionRan], run: CellRun) -> dict[str, str | None]:
+    """``owner/name@ref`` → the commit the ref resolves to in the lab's seeded repository."""
+    served = {s.repo: Path(s.served) for s in run.cell.target.lab.seeded if s.served} if run.cell.target.lab else {}
+    return {a.uses: resolve_ref(served[a.repo], a.ref) for a in ran if a.kind in (STAND_IN, SEEDED_COPY)
+            and a.repo in served}
+
+
+def _rerun_options(run: CellRun) -> dict[str, Any]:
+    """Every option that shaped the cell, as ``python -m harness rerun`` takes them (lab runners)."""
+    cell = run.cell
+    lab_runner = cell.handle.lab_runner
+    version = str(cell.handle.version)
+    config_name = cell.handle.key.removeprefix(version).removeprefix("-") if lab_runner else ""
+    lab = cell.target.lab
+    return {
+        "runner_version": version,
+        "runner_key": cell.handle.key,
+        "forgejo_version": cell.target.info.get("version"),
+        "runner_binary": str(lab_runner.binary.path) if lab_runner and lab_runner.binary.source == "path" else None,
+        "seed_action": sorted(f"{s.repo}={s.path}" for s in lab.seeded if s.kind == SEEDED_COPY) if lab else [],
+        "runner_config": {config_name: OVERRIDES_FILE} if config_name and lab_runner and lab_runner.overrides else {},
+        "actions_url": lab.forgejo.actions_url if lab and lab.forgejo.actions_url != "self" else None,
+        "runner_without": list(lab_runner.without_tools) if lab_runner else [],
+    }
+
+
+def _environment(run: CellRun) -> dict[str, Any]:
+    lab_runner = run.cell.handle.lab_runner
+    if lab_runner is None:
+        return environment(run.cell.target.docker_host)
+    return environment(run.cell.target.docker_host, lab_runner.env(),
+                       f"runner {lab_runner.name}'s environment (HOME {lab_runner.home})")
+
+
+def _copy_actions(bundle: Bundle, ran: Sequence[ActionRan]) -> None:
+    """``actions/<owner>/<name>``: the files of the commit that ran (``@<ref>`` added when a repository ran at
+    two refs)."""
+    repos = [a.repo for a in ran]
+    for action in ran:
+        if action.commit is None or action.git_dir is None:
+            continue
+        name = f"actions/{action.repo}" + (f"@{action.ref}" if repos.count(action.repo) > 1 else "")
+        with tempfile.TemporaryDirectory(prefix="regress-action-") as tmp:
+            if export_tree(action.git_dir, action.commit, Path(tmp)):
+                bundle.copy_tree(Path(tmp), name)
+
+
+def _manifest(path: Path, run: CellRun, files: list[str], ran: Sequence[ActionRan]) -> dict[str, Any]:
     cell, result = run.cell, run.result
     lab_runner = cell.handle.lab_runner
     from_log = result.observations.get("runner_from_log") or {}
@@ -46,8 +109,10 @@ def _manifest(path: Path, run: CellRun, files: list[str]) -> dict[str, Any]:
         "class": result.classification.name if result.classification else None,
         "class_evidence": result.classification.to_json() if result.classification else None,
         "observations": result.observations,
-        "seeded_actions": seeded_commits(cell.target),
-        "environment": environment(cell.target.docker_host),
+        "actions": [a.to_json() for a in ran],
+        "seeded_actions": _seeded_actions(ran, run),
+        "rerun": _rerun_options(run),
+        "environment": _environment(run),
         "files": files,
     }
 
@@ -88,13 +153,14 @@ def write_bundle(path: Path, run: CellRun) -> Path:
     runner_config = lab_runner.config_file.read_text() if lab_runner else None
     if runner_config:
         text("runner-config.yaml", runner_config)
-    for use in cell.scenario.uses():
-        repo_path = use.split("@")[0]
-        source = ACTIONS_DIR / repo_path
-        if cell.target.lab and source.is_dir():
-            bundle.copy_tree(source, f"actions/{repo_path}")
+    if lab_runner and lab_runner.overrides:
+        text(OVERRIDES_FILE, yaml.safe_dump(dict(lab_runner.overrides), sort_keys=False))
+    ran = _ran(run)
+    _copy_actions(bundle, ran)
+    if any(a.commit for a in ran):
+        files.append("actions/")
     files += ["manifest.json", "repro.md", "result.json", "reproducer/"]
-    manifest = _manifest(path, run, files)
+    manifest = _manifest(path, run, files, ran)
     bundle.json("manifest.json", manifest)
     table = result.verdict.table() if result.verdict else f"no verdict: {result.error}"
     bundle.text("repro.md", repro_markdown(manifest, table, run.workflow or cell.scenario.template))

@@ -191,18 +191,26 @@ def _settings(args: argparse.Namespace, extra: dict[str, object] | None = None) 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from harness.outcome import Outcome
-    from harness.rerun import read_bundle, run_on_lab, same_verdict
+    from harness.rerun import changed_actions, read_bundle, rerun_values, run_on_lab, same_verdict
 
     bundle = read_bundle(Path(args.bundle))
     version = Version.parse(args.runner_version) if args.runner_version else bundle.runner_version
-    if bundle.forgejo_version and not args.forgejo_version and bundle.forgejo_version in binaries.available("forgejo"):
-        args.forgejo_version = str(bundle.forgejo_version)
+    given = {"forgejo-version": args.forgejo_version, "runner-binary": args.runner_binary,
+             "seed-action": args.seed_action, "runner-config": args.runner_config, "actions-url": args.actions_url}
+    values = rerun_values(bundle, given)
+    if not args.forgejo_version and bundle.forgejo_version not in binaries.available("forgejo"):
+        values["forgejo-version"] = None  # the bundled Forgejo is not here: the newest one that is
+    if version != bundle.runner_version:
+        values["runner-without"] = [f"{version}={tool}" for tool in bundle.without_tools]
     _print(f"re-running {bundle.scenario.name} (bundled outcome {bundle.outcome}, violations "
            f"{list(bundle.rules) or 'none'}) on runner {version}")
-    knobs = {"runner-without": [f"{version}={tool}" for tool in bundle.without_tools]}
-    if bundle.without_tools:
-        _print(f"as bundled, the runner runs without {', '.join(bundle.without_tools)} on its PATH")
-    result = run_on_lab(_settings(args, knobs), bundle.scenario, [version], notify=_print)[str(version)]
+    for name, value in values.items():
+        if value:
+            _print(f"  --{name} {' '.join(value) if isinstance(value, list) else value}"
+                   + ("" if given.get(name) else " (from the bundle)"))
+    key = bundle.runner_key.replace(str(bundle.runner_version), str(version), 1)
+    result = run_on_lab(config.build(config.resolve_raw(lambda dest: values.get(
+        dest.removeprefix("regress_").replace("_", "-")))), bundle.scenario, [version], notify=_print)[key]
     if result.verdict is not None:
         _print(result.verdict.table())
     new_bundle = f"\nnew bundle: {result.bundle}" if result.bundle else ""
@@ -210,6 +218,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         _print(f"{str(result.outcome).upper()}: {result.reason} (this re-run says nothing about the runner){new_bundle}")
         return 2
     same, why = same_verdict(bundle, result)
+    changed = changed_actions(bundle, result.bundle)
+    if changed:
+        _print("other actions ran this time: " + "; ".join(changed))
     _print(why + new_bundle)
     return 0 if same else 1
 
@@ -270,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--runner-version")
     rerun.add_argument("--forgejo-version")
     rerun.add_argument("--runner-binary", action="append", metavar="VERSION=PATH")
+    rerun.add_argument("--seed-action", action="append", metavar="OWNER/NAME=PATH",
+                       help="seed this copy instead of the bundle's (default: the bundle's seeded copies)")
+    rerun.add_argument("--runner-config", action="append", metavar="NAME=FILE",
+                       help="default: the bundle's config axis (its runner-config-overrides.yaml)")
+    rerun.add_argument("--actions-url", metavar="URL", help="default: the bundle's actions URL, if any")
     bis = sub.add_parser("bisect", help="Find the first runner version that fails a scenario.")
     bis.add_argument("--good", required=True)
     bis.add_argument("--bad", required=True)

@@ -86,6 +86,8 @@ OPTIONS: tuple[Option, ...] = (
            "--until {end}.", metavar="TEMPLATE"),
     Option("runner-stall-command", "str", "Existing runners: a command run when a runner stalls (e.g. an ssh "
            "collecting top -H); its output goes into the bundle. {runner} is filled in.", metavar="TEMPLATE"),
+    Option("actions-url", "str", "Lab: the runners fetch every action from URL (Forgejo's [actions] "
+           "DEFAULT_ACTIONS_URL, e.g. a mirror forge) instead of the lab's seeded stand-ins.", metavar="URL"),
     Option("runner-config", "list", "Add a config axis for lab runners: NAME=FILE (YAML merged into the runner "
            "config; repeatable).", metavar="NAME=FILE"),
 )
@@ -128,6 +130,7 @@ class Settings:
     scenario_dirs: tuple[Path, ...] = ()
     save_baseline: Path | None = None
     compare_baseline: Path | None = None
+    actions_url: str | None = None
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
     runner_log_command: str | None = None
     runner_stall_command: str | None = None
@@ -338,6 +341,22 @@ def _scenario_dirs(r: _Raw) -> tuple[Path, ...]:
     return dirs
 
 
+def _actions_url(r: _Raw) -> str | None:
+    url = r.get("actions-url")
+    if not url:
+        return None
+    url = str(url).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"{r.where('actions-url')}: {url!r} must be an http:// or https:// URL")
+    if r.get("forgejo-url"):
+        raise ConfigError("--actions-url sets the lab Forgejo's DEFAULT_ACTIONS_URL: not with --forgejo-url "
+                          "(an existing instance has its own)")
+    if _split_list(r.get("seed-action")):
+        raise ConfigError("--actions-url and --seed-action exclude each other: with an actions URL the runners "
+                          "clone every action from there, a seeded copy would never run")
+    return url
+
+
 def check_evidence_dir(settings: Settings) -> None:
     """The evidence dir exists and is writable (called once something will be written there).
 
@@ -378,5 +397,6 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         repeat=r.whole("repeat", 1),
         lanes=r.whole("lanes", 1),
         scenario_dirs=_scenario_dirs(r),
+        actions_url=_actions_url(r),
         sources=dict(raw),
     )

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -58,36 +59,39 @@ class Bundle:
                     shutil.copy2(file, self.path / rel)
 
 
-def _cmd_version(cmd: list[str]) -> str | None:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0] if text else None
+def environment(docker_host: str | None = None, runner_env: Mapping[str, str] | None = None,
+                where: str = "") -> dict[str, Any]:
+    """Machine facts for the manifest (Docker engine/CLI/buildx, kernel, CPUs, git, node).
 
+    The tools are probed in ``runner_env`` when given: the lab runner's environment as it starts it
+    (its ``HOME``, ``DOCKER_CONFIG`` with the buildx plugin, ``PATH``), which is what its jobs see;
+    ``where`` says whose environment it was.
+    """
+    env = dict(runner_env) if runner_env is not None else {**os.environ}
+    if docker_host and "DOCKER_HOST" not in env:
+        env["DOCKER_HOST"] = docker_host
 
-def environment(docker_host: str | None = None) -> dict[str, Any]:
-    """Machine facts for the manifest (Docker engine/CLI/buildx, kernel, CPUs, git, node)."""
-    env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
-
-    def run(cmd: list[str]) -> str | None:
+    def run(cmd: list[str], *, first_line: bool = False) -> str | None:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False, env=env)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        text = out.stdout.strip() or (out.stderr.strip() if first_line else "")
+        if out.returncode != 0 or not text:
+            return None
+        return text.splitlines()[0] if first_line else text
 
     return {
         "kernel": platform.release(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "git": _cmd_version(["git", "--version"]),
-        "node": _cmd_version(["node", "--version"]),
+        "tools_probed_in": where or "the test process's environment",
+        "git": run(["git", "--version"], first_line=True),
+        "node": run(["node", "--version"], first_line=True),
         "docker_cli": run(["docker", "version", "--format", "{{.Client.Version}}"]),
         "docker_engine": run(["docker", "version", "--format", "{{.Server.Version}}"]),
-        "buildx": run(["docker", "buildx", "version"]),
+        "buildx": run(["docker", "buildx", "version"], first_line=True),
     }
 
 
@@ -139,11 +143,11 @@ post steps {', '.join(expected.get('post_steps', [])) or 'none listed'} end in s
 
 ## How to re-run
 ```
-python -m harness rerun {m.get('bundle_dir', '<this bundle>')} --runner-version {runner.get('version', 'VERSION')}
+{rerun_command(m)}
 ```
 or by hand: `reproducer/` holds the workflow, the runner config and setup/teardown scripts in the
 form of Forgejo's end-to-end suite (`end-to-end/actions/<name>/`).
-
+{actions_note(m)}
 Files in this bundle: {listed}.
 """
 
@@ -167,6 +171,37 @@ def class_evidence(manifest: Mapping[str, Any]) -> str:
     if not lines:
         return ""
     return f"\nWhat decided the class `{manifest.get('class')}`:\n" + "\n".join(lines) + "\n"
+
+
+def rerun_command(manifest: Mapping[str, Any]) -> str:
+    """The ``python -m harness rerun`` command with every option that shaped the cell (the re-run takes them
+    from manifest.json by default too; written out so a reader sees what runs)."""
+    bundle = str(manifest.get("bundle_dir") or "<this bundle>")
+    o = manifest.get("rerun") or {}
+    version = o.get("runner_version") or manifest.get("runner", {}).get("version") or "VERSION"
+    words = ["python", "-m", "harness", "rerun", bundle, f"--runner-version={version}"]
+    if o.get("forgejo_version"):
+        words.append(f"--forgejo-version={o['forgejo_version']}")
+    if o.get("runner_binary"):
+        words.append(f"--runner-binary={version}={o['runner_binary']}")
+    words += [f"--seed-action={item}" for item in o.get("seed_action") or ()]
+    words += [f"--runner-config={name}={bundle}/{file}" for name, file in (o.get("runner_config") or {}).items()]
+    if o.get("actions_url"):
+        words.append(f"--actions-url={o['actions_url']}")
+    words += [f"--runner-without={version}={tool}" for tool in o.get("runner_without") or ()]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def actions_note(manifest: Mapping[str, Any]) -> str:
+    """What ran for each ``uses:`` (commit, stand-in or seeded copy and from where), for repro.md."""
+    actions = manifest.get("actions") or []
+    if not actions:
+        return ""
+    lines = [f"- `{a['uses']}`: {a.get('commit') or 'commit unknown'} ({a.get('kind')}"
+             + (f" from `{a['from']}`" if a.get("from") else "")
+             + (f"; read from the {a['commit_from']})" if a.get("commit") else f"; {a.get('commit_from')})")
+             for a in actions]
+    return "\nActions that ran (the files of each commit are in `actions/`):\n" + "\n".join(lines) + "\n"
 
 
 def write_reproducer(bundle: Bundle, scenario_name: str, workflow: str, runner_config: str | None, label: str) -> None:

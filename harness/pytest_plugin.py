@@ -274,7 +274,7 @@ def regress_target(request: pytest.FixtureRequest) -> Target:
             else:
                 plan = plan_lab(settings, versions)
                 lab = boot_lab(plan, lab_id, capacity=max(2, _workers(cfg) + 1), seed_actions=settings.seed_actions,
-                               notify=_notify(cfg))
+                               notify=_notify(cfg), actions_url=settings.actions_url)
         return open_lab(lab)
     except HarnessError as exc:
         failure = str(exc)

@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ Notify = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BundleInfo:
-    """What a re-run needs from a bundle."""
+    """What a re-run needs from a bundle: the scenario, the verdict, and every option that shaped the cell
+    (``options``: raw option values by name, as ``python -m harness rerun`` takes them)."""
 
     path: Path
     scenario: Scenario
@@ -33,6 +34,25 @@ class BundleInfo:
     rules: tuple[str, ...]
     outcome: str
     without_tools: tuple[str, ...] = ()
+    runner_key: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    actions: tuple[Mapping[str, Any], ...] = ()
+
+
+RERUN_OPTIONS = ("forgejo-version", "runner-binary", "seed-action", "runner-config", "actions-url", "runner-without")
+
+
+def _options(manifest: Mapping[str, Any], path: Path, version: str, without: Sequence[str]) -> dict[str, Any]:
+    """The bundle's shaping options (older bundles: the runner version, Forgejo version and missing tools)."""
+    o = manifest.get("rerun") or {}
+    return {
+        "forgejo-version": o.get("forgejo_version") or manifest.get("forgejo", {}).get("version"),
+        "runner-binary": [f"{version}={o['runner_binary']}"] if o.get("runner_binary") else [],
+        "seed-action": list(o.get("seed_action") or []),
+        "runner-config": [f"{name}={path / file}" for name, file in (o.get("runner_config") or {}).items()],
+        "actions-url": o.get("actions_url"),
+        "runner-without": [f"{version}={tool}" for tool in (o.get("runner_without") or without)],
+    }
 
 
 def read_bundle(path: Path) -> BundleInfo:
@@ -59,8 +79,42 @@ def read_bundle(path: Path) -> BundleInfo:
         rules = tuple(v["rule"] for v in manifest.get("verdict", {}).get("violations", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{manifest_file} is incomplete: {exc}") from None
+    without = tuple(manifest["runner"].get("without_tools") or ())
     return BundleInfo(path, load(name, path / "scenario"), version, Version.parse(forgejo) if forgejo else None,
-                      rules, str(manifest.get("outcome")), tuple(manifest["runner"].get("without_tools") or ()))
+                      rules, str(manifest.get("outcome")), without,
+                      str((manifest.get("rerun") or {}).get("runner_key") or manifest["runner"].get("key") or version),
+                      _options(manifest, path, str(version), without),
+                      tuple(a for a in manifest.get("actions") or () if isinstance(a, dict)))
+
+
+def rerun_values(bundle: BundleInfo, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a re-run: each one given on the command line replaces the bundle's, every other one is
+    the bundle's (so a re-run uses the same seeded actions, runner config, actions URL and binaries).
+
+    Raises:
+        ConfigError: a seeded copy the bundle names is gone (the fix is named).
+    """
+    values = {name: given.get(name) or bundle.options.get(name) for name in RERUN_OPTIONS}
+    if not given.get("seed-action"):
+        for item in values.get("seed-action") or ():
+            repo, _, where = str(item).partition("=")
+            if not Path(where).is_dir():
+                raise ConfigError(f"the bundle's seeded copy of {repo} is gone ({where} is not a directory); give "
+                                  f"--seed-action={repo}=PATH (the files that ran are in "
+                                  f"{bundle.path / 'actions' / repo})")
+    return values
+
+
+def changed_actions(bundle: BundleInfo, new_bundle: Path | None) -> list[str]:
+    """Each ``uses:`` whose commit differs between the bundle and the re-run's bundle (empty: the same actions
+    ran, or either side does not know)."""
+    try:
+        new = json.loads((new_bundle / "manifest.json").read_text()).get("actions") or [] if new_bundle else []
+    except (OSError, ValueError):
+        return []
+    now = {a.get("uses"): a.get("commit") for a in new if isinstance(a, dict)}
+    return [f"{a['uses']}: {a.get('commit')} then, {now[a['uses']]} now" for a in bundle.actions
+            if a.get("uses") in now and a.get("commit") and now[a["uses"]] and a.get("commit") != now[a["uses"]]]
 
 
 def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Version], *,
@@ -71,7 +125,7 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
     """
     plan = plan_lab(settings, versions)
     lab = boot_lab(plan, f"rerun-{uuid.uuid4().hex[:8]}", capacity=2, seed_actions=settings.seed_actions,
-                   notify=notify)
+                   notify=notify, actions_url=settings.actions_url)
     results: dict[str, CellResult] = {}
     try:
         target = open_lab(lab)

@@ -22,6 +22,7 @@ from harness.lab import lab as labs
 from harness.lab.forgejo import ADMIN, ZombieSettings
 from harness.lab.prepare import Prepared, prepare
 from harness.lab.seed import parse_seed_option
+from harness.provenance import ACTIONS_URL, ActionOrigin, split_uses
 from harness.redact import register_secret
 from harness.runners import binaries
 from harness.runners.process import LabRunner, label_name
@@ -173,7 +174,7 @@ def runner_keys(settings: Settings, versions: Sequence[Version]) -> list[str]:
 
 
 def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequence[str],
-             notify: Callable[[str], None]) -> labs.Lab:
+             notify: Callable[[str], None], actions_url: str | None = None) -> labs.Lab:
     """Boot the lab for a plan, seeding every action the scenarios use.
 
     Runs ``lab prepare`` first when the machine is not prepared yet (once per machine), so the
@@ -183,7 +184,7 @@ def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequenc
         notify("the lab is not prepared on this machine: running `python -m harness lab prepare` (once)")
         prepare(notify=notify)
     return labs.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
-                     zombie=ZombieSettings(), notify=notify)
+                     zombie=ZombieSettings(), actions_url=actions_url, notify=notify)
 
 
 def open_lab(lab: labs.Lab) -> Target:
@@ -196,14 +197,30 @@ def open_lab(lab: labs.Lab) -> Target:
     runners = {key: RunnerHandle(key, r.version, dict(r.labels), r) for key, r in lab.runners.items()}
     zombie = lab.forgejo.zombie
     info = {"kind": "lab", "version": str(server), "lab_id": lab.id,
-            "actions": {"DEFAULT_ACTIONS_URL": "self", "ZOMBIE_TASK_TIMEOUT": zombie.zombie_timeout,
+            "actions": {"DEFAULT_ACTIONS_URL": lab.forgejo.actions_url, "ZOMBIE_TASK_TIMEOUT": zombie.zombie_timeout,
                         "cron.stop_zombie_tasks": zombie.zombie_cron, "ENDLESS_TASK_TIMEOUT": zombie.endless_timeout}}
     return Target(lab.forgejo.url, client, web, ADMIN, server, runners, transcript, lab=lab, info=info)
 
 
-def seeded_commits(target: Target) -> Mapping[str, str]:
-    """``owner/name`` → commit of each seeded action (lab only)."""
-    return {s.repo: s.commit for s in target.lab.seeded} if target.lab else {}
+def actions_base(target: Target) -> str:
+    """The URL the runners clone ``owner/name`` actions under: the actions URL, or the Forgejo itself."""
+    url = target.lab.forgejo.actions_url if target.lab else "self"
+    return target.url if url == "self" else url
+
+
+def action_origins(target: Target, uses: Sequence[str]) -> dict[str, ActionOrigin]:
+    """``owner/name`` → where the lab serves it (seeded stand-ins and copies, or the actions URL); empty for
+    an existing instance (the suite does not know where its actions come from)."""
+    if target.lab is None:
+        return {}
+    origins = {s.repo: ActionOrigin(s.kind, s.path, Path(s.served) if s.served else None) for s in target.lab.seeded}
+    url = target.lab.forgejo.actions_url
+    if url != "self":
+        for use in uses:
+            split = split_uses(use)
+            if split and split[0] not in origins:
+                origins[split[0]] = ActionOrigin(ACTIONS_URL, url)
+    return origins
 
 
 def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Callable[[str], None]) -> RunnerHandle:

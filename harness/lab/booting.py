@@ -40,6 +40,7 @@ class BootOptions:
     zombie: ZombieSettings = field(default_factory=ZombieSettings)
     use_docker: bool = True
     confine: bool = True
+    actions_url: str | None = None  # DEFAULT_ACTIONS_URL: a user's mirror; nothing is seeded then
 
 
 class Boot:
@@ -54,7 +55,8 @@ class Boot:
         if options.use_docker and prepared is None:
             raise LabError("the lab is not prepared (no job image); run: python -m harness lab prepare")
         # the address (the bridge, where job containers reach the host) is set once the engine answers
-        server = ForgejoServer(forgejo_binary, directory / "forgejo", "127.0.0.1", 0, lab_id, options.zombie)
+        server = ForgejoServer(forgejo_binary, directory / "forgejo", "127.0.0.1", 0, lab_id, options.zombie,
+                               actions_url=options.actions_url or "self")
         self.lab = Lab(lab_id, directory, server, None, {}, prepared)
         self.engine_future: Future[engines.Engine] | None = None
         self.admin: Future[None] | None = None
@@ -114,7 +116,8 @@ class Boot:
         assert admin is not None
 
         def timed() -> tuple[list[Seeded], float]:
-            seeded = _ready_then_seed(self.server, admin, self.options.seed_sources, self.options.seed_refs)
+            seeded = _ready_then_seed(self.server, admin, self.options.seed_sources, self.options.seed_refs,
+                                      with_stand_ins=not self.options.actions_url)
             return seeded, time.monotonic() - self.t0
 
         self.seeding = self.pool.submit(timed)
@@ -230,10 +233,11 @@ def _import_images(engine: engines.Engine, prepared: Prepared) -> None:
 
 
 def _ready_then_seed(server: ForgejoServer, admin: Future[None], sources: Mapping[str, Path] | None,
-                     refs: Mapping[str, set[str]] | None) -> list[Seeded]:
-    """Seed every stand-in (and the user's copies), tagged as the scenarios reference them: placed on
-    disk at once, adopted once Forgejo answers with the admin's token (created here, over the API)."""
-    merged = {**stand_in_sources(), **(sources or {})}
+                     refs: Mapping[str, set[str]] | None, *, with_stand_ins: bool = True) -> list[Seeded]:
+    """Seed every stand-in (none when the actions come from ``--actions-url``) and the user's copies, tagged
+    as the scenarios reference them: placed on disk at once, adopted once Forgejo answers with the admin's
+    token (created here, over the API)."""
+    merged = {**(stand_in_sources() if with_stand_ins else {}), **(sources or {})}
     try:
         refs = {**refs_from_uses(u for s in load_all() for u in s.uses()), **(refs or {})}
         placed = place(merged, refs, server.work / "data" / "repos")

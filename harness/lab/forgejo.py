@@ -106,8 +106,9 @@ class IniSecrets:
 
 
 def render_app_ini(work: Path, host: str, port: int, static_root: Path | None, zombie: ZombieSettings,
-                   ini_secrets: IniSecrets | None = None) -> str:
-    """The app.ini of a lab Forgejo (sqlite, install-locked, actions on, ``DEFAULT_ACTIONS_URL = self``)."""
+                   ini_secrets: IniSecrets | None = None, actions_url: str = "self") -> str:
+    """The app.ini of a lab Forgejo (sqlite, install-locked, actions on, ``DEFAULT_ACTIONS_URL = self``
+    or ``actions_url``: a user's mirror of the actions, ``--actions-url``)."""
     static = f"STATIC_ROOT_PATH = {static_root}\n" if static_root else ""
     keys = ini_secrets or IniSecrets.generate()
     for value in (keys.secret_key, keys.internal_token, keys.jwt_secret):
@@ -164,7 +165,7 @@ LEVEL = Info
 
 [actions]
 ENABLED = true
-DEFAULT_ACTIONS_URL = self
+DEFAULT_ACTIONS_URL = {actions_url}
 ZOMBIE_TASK_TIMEOUT = {zombie.zombie_timeout}
 ENDLESS_TASK_TIMEOUT = {zombie.endless_timeout}
 ABANDONED_JOB_TIMEOUT = 24h
@@ -199,6 +200,7 @@ class ForgejoServer:
     lab_id: str
     zombie: ZombieSettings
     pid: int | None = None
+    actions_url: str = "self"  # [actions] DEFAULT_ACTIONS_URL
 
     @property
     def url(self) -> str:
@@ -248,7 +250,7 @@ class ForgejoServer:
         os.chmod(self.work, 0o700)
         (self.work / "data").mkdir(exist_ok=True)
         _write_secret(self.app_ini, render_app_ini(self.work, self.host, self.port, static_root_for(self.binary),
-                                                   self.zombie).rstrip("\n"))
+                                                   self.zombie, actions_url=self.actions_url).rstrip("\n"))
 
     def set_address(self, host: str, port: int) -> None:
         """Point the server at its final address, replacing app.ini atomically (forgejo CLI calls read it)."""

@@ -110,6 +110,7 @@ class Lab:
                 "password_file": str(self.forgejo.password_file),
                 "user": ADMIN,
                 "zombie": {"timeout": self.forgejo.zombie.zombie_timeout, "cron": self.forgejo.zombie.zombie_cron},
+                "actions_url": self.forgejo.actions_url,
             },
             "engine": None if self.engine is None else {
                 "host": self.engine.host, "ours": self.engine.ours, "pid": self.engine.pid,
@@ -154,14 +155,14 @@ class Lab:
                 Binary("forgejo", Version.parse(data["forgejo"]["version"]), Path(fj["binary"]), "lab.json"),
                 Path(fj["work"]), fj["host"], int(fj["port"]), data["id"],
                 ZombieSettings(data["forgejo"]["zombie"]["timeout"], data["forgejo"]["zombie"]["cron"]),
-                pid=data["forgejo"]["pid"],
+                pid=data["forgejo"]["pid"], actions_url=data["forgejo"].get("actions_url", "self"),
             )
             eng = data.get("engine")
             engine = None if eng is None else engines.Engine(eng["host"], eng["ours"], eng["pid"], eng["bridge_ip"],
                                                               eng["runtime"], eng["version"])
             runners = {key: LabRunner.from_state(st) for key, st in data["_runner_state"].items()}
             prepared = Prepared(**data["prepared"]) if data.get("prepared") else None
-            seeded = [Seeded(s["repo"], s["source"], s["commit"], tuple(s["refs"])) for s in data.get("seeded", [])]
+            seeded = [Seeded(**{**s, "refs": tuple(s["refs"])}) for s in data.get("seeded", [])]
         except (KeyError, ValueError, TypeError) as exc:
             raise LabError(f"{state} is corrupt ({type(exc).__name__}: {exc}); remove {directory} by hand") from None
         return cls(data["id"], directory, server, engine, runners, prepared, seeded, data.get("firewall", []),
@@ -380,6 +381,7 @@ def boot(
     zombie: ZombieSettings | None = None,
     use_docker: bool = True,
     confine: bool = True,
+    actions_url: str | None = None,
     notify: Notify = lambda s: None,
 ) -> Lab:
     """Boot a lab (usable as ``with boot(...) as lab:``, which takes it down on exit).
@@ -397,7 +399,8 @@ def boot(
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True, mode=0o700)
-    options = BootOptions(capacity, seed_sources, seed_refs, zombie or ZombieSettings(), use_docker, confine)
+    options = BootOptions(capacity, seed_sources, seed_refs, zombie or ZombieSettings(), use_docker, confine,
+                          actions_url)
     run: Boot | None = None
     try:
         run = Boot(lab_id, directory, forgejo_binary, list(specs), options, notify)

@@ -38,8 +38,11 @@ class Seeded:
 
     repo: str  # owner/name
     source: str
-    commit: str
+    commit: str  # the default branch's head (what each ref resolves to: harness.provenance.resolve_ref)
     refs: tuple[str, ...]
+    kind: str = "stand-in"  # or "seeded copy" (--seed-action)
+    path: str = ""  # the stand-in folder or the --seed-action copy
+    served: str = ""  # the bare repository under the lab Forgejo's repository root
 
 
 def stand_in_sources(root: Path = ACTIONS_DIR) -> dict[str, Path]:
@@ -213,16 +216,22 @@ def adopt(client: ForgejoClient, placed: Iterable[Seeded]) -> None:
         list(pool.map(one, placed))
 
 
-def _place_one(repo: str, source: Path, refs: Mapping[str, Iterable[str]], repo_root: Path) -> Seeded:
+def served_repo(repo_root: Path, repo: str) -> Path:
+    """Where Forgejo keeps ``owner/name`` under its repository root."""
     owner, name = repo.split("/")
-    dest = repo_root / owner.lower() / f"{name.lower()}.git"
+    return repo_root / owner.lower() / f"{name.lower()}.git"
+
+
+def _place_one(repo: str, source: Path, refs: Mapping[str, Iterable[str]], repo_root: Path) -> Seeded:
+    dest = served_repo(repo_root, repo)
     if dest.exists():
         raise LabError(f"cannot seed {repo}: {dest} already exists (seeding expects a fresh lab)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if (source / ".git").exists():
         _git(["clone", "-q", "--bare", str(source), str(dest)], source)
         commit = _git(["--git-dir", str(dest), "rev-parse", "HEAD"], source)
-        return Seeded(repo, f"user copy (full history): {source}", commit, ("main",))
+        return Seeded(repo, f"user copy (full history): {source}", commit, ("main",), "seeded copy", str(source),
+                      str(dest))
     wanted = sorted(set(refs.get(repo, ()) or DEFAULT_REFS) - {"main"})
     _check_refs(repo, wanted)
     prepared, commit = prepared_repo(source)
@@ -231,7 +240,7 @@ def _place_one(repo: str, source: Path, refs: Mapping[str, Iterable[str]], repo_
         tag = dest / "refs" / "tags" / ref
         tag.parent.mkdir(parents=True, exist_ok=True)
         tag.write_text(commit + "\n")
-    return Seeded(repo, f"stand-in: {source}", commit, ("main", *wanted))
+    return Seeded(repo, f"stand-in: {source}", commit, ("main", *wanted), "stand-in", str(source), str(dest))
 
 
 def refs_from_uses(uses: Iterable[str]) -> dict[str, set[str]]:

@@ -32,6 +32,7 @@ from harness.observe.stall import StallWatch, capture_lab_runner
 from harness.runners import control
 from harness.runners.process import LabRunner
 from harness.scenarios import Scenario
+from harness.target import actions_base
 from harness.verdict import Violation, marker_found, setup_window
 from harness.waiting import wait_for
 
@@ -233,7 +234,7 @@ class Stores(Quiet):
         """Sizes before, and whether every action the workflow uses is already in the runner's cache."""
         self.scope = cell
         uses = cell.scenario.uses()
-        base = f"{cell.target.url}/"
+        base = f"{actions_base(cell.target).rstrip('/')}/"
         self.cold = (not all(cache_obs.action_cached(self.runner.workdir, u, base + u.split("@")[0]) for u in uses)
                      if uses else False)
         self.before_mb = self._measure()

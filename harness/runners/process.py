@@ -282,6 +282,10 @@ class LabRunner:
         }
         return _deep_merge(base, self.overrides)
 
+    def env(self) -> dict[str, str]:
+        """The environment the daemon (and so its host jobs) runs in: its HOME, DOCKER_CONFIG, PATH."""
+        return self._env()
+
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REGRESS_", "PYTEST_"))}
         path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
