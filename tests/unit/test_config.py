@@ -233,3 +233,24 @@ def test_bad_runner_without(item):
 
 def test_bad_runner_binary():
     assert "is not VERSION=PATH" in _error(runner_binary=["/usr/bin/forgejo-runner"])
+
+
+def test_actions_url():
+    assert settings(actions_url="http://127.0.0.1:8080/mirror/").actions_url == "http://127.0.0.1:8080/mirror"
+    assert settings().actions_url is None
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"actions_url": "file:///srv/git"}, "must be an http:// or https:// URL"),
+    ({"actions_url": "http://m.test", "seed_action": ["actions/checkout=/tmp"]}, "exclude each other"),
+])
+def test_bad_actions_url(values, message):
+    assert message in _error(**values)
+
+
+def test_actions_url_is_for_the_lab(tmp_path):
+    token = tmp_path / "t"
+    token.write_text("x")
+    message = _error(actions_url="http://m.test", forgejo_url="http://f.test", forgejo_token_file=str(token),
+                     runner_label=["12.1.2:native=n"])
+    assert "not with --forgejo-url" in message

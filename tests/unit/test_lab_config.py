@@ -52,6 +52,11 @@ def test_app_ini_actions_match_the_recording_setup(tmp_path):
     assert (cron["ENABLED"], cron["RUN_AT_START"], cron["SCHEDULE"]) == ("true", "false", "@every 10s")
 
 
+def test_app_ini_actions_url_is_a_users_mirror(tmp_path):
+    ini = parse_ini(render_app_ini(tmp_path, "h", 1, None, ZombieSettings(), actions_url="http://127.0.0.1:9/git"))
+    assert ini["actions"]["DEFAULT_ACTIONS_URL"] == "http://127.0.0.1:9/git"
+
+
 def test_app_ini_custom_zombie_and_static_root(tmp_path):
     zombie = ZombieSettings(zombie_timeout="2m", zombie_cron="@every 1m", endless_timeout="3h")
     ini = parse_ini(render_app_ini(tmp_path, "h", 1, tmp_path / "static", zombie))

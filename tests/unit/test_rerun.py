@@ -180,3 +180,54 @@ def test_bisect_refuses_a_failing_good_version():
     with pytest.raises(HarnessError, match=r"the good version 11\.3\.1 fails"):
         rerun.bisect_versions(fake_runner(lambda v: [Outcome.FAIL], []), "x", [Version(11, 3, 1), Version(12, 1, 2)],
                               notify=lambda s: None)
+
+
+SHAPED = {"rerun": {"runner_version": "12.1.2", "runner_key": "12.1.2-cacheoff", "forgejo_version": "11.0.15",
+                    "runner_binary": None, "seed_action": [], "runner_config": {"cacheoff": "runner-config-overrides.yaml"},
+                    "actions_url": "http://127.0.0.1:9/git", "runner_without": ["git"]},
+          "actions": [{"uses": "actions/checkout@v4", "commit": "aaa"}, {"uses": "x/y@v1", "commit": None}]}
+
+
+def test_bundle_options_are_taken_by_default(tmp_path):
+    info = rerun.read_bundle(make_bundle(tmp_path, **SHAPED))
+    assert info.runner_key == "12.1.2-cacheoff"
+    values = rerun.rerun_values(info, {})
+    assert values == {"forgejo-version": "11.0.15", "runner-binary": [], "seed-action": [],
+                      "runner-config": [f"cacheoff={info.path / 'runner-config-overrides.yaml'}"],
+                      "actions-url": "http://127.0.0.1:9/git", "runner-without": ["12.1.2=git"]}
+
+
+def test_an_option_given_replaces_the_bundles(tmp_path):
+    info = rerun.read_bundle(make_bundle(tmp_path, **SHAPED))
+    values = rerun.rerun_values(info, {"actions-url": "http://other.test", "runner-config": ["x=/c.yaml"]})
+    assert values["actions-url"] == "http://other.test" and values["runner-config"] == ["x=/c.yaml"]
+    assert values["runner-without"] == ["12.1.2=git"]
+
+
+def test_old_bundle_options_from_runner_and_forgejo(tmp_path):
+    info = rerun.read_bundle(make_bundle(tmp_path))
+    assert info.runner_key == "12.1.2"
+    assert rerun.rerun_values(info, {}) == {"forgejo-version": "13.0.5", "runner-binary": [], "seed-action": [],
+                                            "runner-config": [], "actions-url": None,
+                                            "runner-without": ["12.1.2=git"]}
+
+
+def test_a_seeded_copy_that_is_gone_is_named_with_the_fix(tmp_path):
+    shaped = {"rerun": {**SHAPED["rerun"], "seed_action": [f"actions/checkout={tmp_path / 'gone'}"]}}
+    info = rerun.read_bundle(make_bundle(tmp_path, **shaped))
+    with pytest.raises(ConfigError, match=r"seeded copy of actions/checkout is gone .* give "
+                                          r"--seed-action=actions/checkout=PATH .*actions/actions/checkout"):
+        rerun.rerun_values(info, {})
+    assert rerun.rerun_values(info, {"seed-action": ["actions/checkout=/elsewhere"]})["seed-action"] == [
+        "actions/checkout=/elsewhere"]
+
+
+def test_changed_actions_names_a_different_commit(tmp_path):
+    info = rerun.read_bundle(make_bundle(tmp_path, **SHAPED))
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "manifest.json").write_text(json.dumps({"actions": [{"uses": "actions/checkout@v4", "commit": "bbb"},
+                                                               {"uses": "x/y@v1", "commit": "ccc"}]}))
+    assert rerun.changed_actions(info, new) == ["actions/checkout@v4: aaa then, bbb now"]
+    (new / "manifest.json").write_text(json.dumps({"actions": [{"uses": "actions/checkout@v4", "commit": "aaa"}]}))
+    assert rerun.changed_actions(info, new) == [] and rerun.changed_actions(info, None) == []
