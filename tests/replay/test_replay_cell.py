@@ -7,6 +7,7 @@ log file the test writes the recorded runner log into, as a runner would.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from harness.forgejo.transcript import Transcript
 from harness.forgejo.web import WebSession
 from harness.observe import observers as obs_mod
 from harness.outcome import Outcome
+from harness.runners.binaries import Binary
 from harness.scenarios import load
 from harness.target import RunnerHandle, Target
 from harness.versions import Version
@@ -77,6 +79,13 @@ class FakeLabRunner:
 
     def restart(self) -> None:
         self.restarted += 1
+
+    @property
+    def binary(self) -> Binary:
+        return Binary("forgejo-runner", Version(12, 1, 2), self.root / "forgejo-runner", "bin-dir")
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)}
 
     def write_log(self, text: str, delay: float = 0.0) -> threading.Thread:
         def write() -> None:
