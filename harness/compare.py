@@ -49,6 +49,12 @@ class Cell:
     reason: str = ""
     shared: bool = False  # other jobs ran on the same runner meanwhile: CPU and cache figures include theirs
     failure_class: str | None = None  # harness.classify: the mechanism of a non-pass cell (report.json ``class``)
+    setup_seconds_cold: float | None = None  # the cell's figures by cache state (both with --warm-up)
+    setup_seconds_warm: float | None = None
+    cpu_setup_pct_cold: float | None = None
+    cpu_setup_pct_warm: float | None = None
+    cache_per_repo_mb: float | None = None  # --warm-up: the cache server's growth per repository
+    repos: int = 1  # --warm-up: the repositories the cell's workflow ran from
 
     @property
     def passed(self) -> bool:
@@ -79,7 +85,23 @@ class Cell:
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
             error=error, reason=reason, shared=bool(obs.get("shared_runner_with")),
             failure_class=data.get("class") or None,
+            **_by_cache_state(verdict, obs),
         )
+
+
+def _by_cache_state(verdict: Mapping[str, Any], obs: Mapping[str, Any]) -> dict[str, Any]:
+    """Setup and CPU figures named cold or warm: both from ``--warm-up``, else the one run's by its cache state."""
+    warm_up = obs.get("warm_up")
+    if isinstance(warm_up, Mapping):
+        return {k: warm_up.get(k) for k in ("setup_seconds_cold", "setup_seconds_warm", "cpu_setup_pct_cold",
+                                            "cpu_setup_pct_warm")} | {
+            "cache_per_repo_mb": (warm_up.get("per_repo_mb") or {}).get("cache_server"),
+            "repos": int(warm_up.get("repos") or 1)}
+    state = {True: "cold", False: "warm"}.get(verdict.get("cold"))  # type: ignore[arg-type]
+    if state is None:
+        return {}
+    return {f"setup_seconds_{state}": verdict.get("setup_seconds"),
+            f"cpu_setup_pct_{state}": ((obs.get("cpu") or {}).get("setup") or {}).get("runner_pct")}
 
 
 def load_records(cells_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -164,12 +186,24 @@ def classes(cells: Sequence[Cell]) -> str:
     return f" [{found}]" if found else ""
 
 
+def _temp(cold: float | None, warm: float | None, measured: float | None, unit: str) -> str:
+    """Which figure is cold and which warm: ``(warm; cold 9.1s)`` with --warm-up, ``(cold)`` / ``(warm)`` else."""
+    if cold is not None and warm is not None:
+        return f"(warm; cold {_fmt(cold, unit)})"
+    if measured is None:
+        return ""
+    return "(cold)" if cold == measured else "(warm)" if warm == measured else ""
+
+
 def _summary(cells: Sequence[Cell]) -> str:
     last = cells[-1]
     rules = ",".join(dict.fromkeys(r for c in cells for r in c.violations)) or "-"
     shared = " (shared runner)" if last.shared else ""
-    return (f"{rate(cells)}{classes(cells)} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')} "
-            f"cpu={_fmt(last.cpu_setup_pct, '%')} cache+={_fmt(last.cache_growth_mb, 'MB')}{shared} "
+    setup = _temp(last.setup_seconds_cold, last.setup_seconds_warm, last.setup_seconds, "s")
+    cpu = _temp(last.cpu_setup_pct_cold, last.cpu_setup_pct_warm, last.cpu_setup_pct, "%")
+    per_repo = f" ({_fmt(last.cache_per_repo_mb, 'MB')}/repo ×{last.repos})" if last.cache_per_repo_mb is not None else ""
+    return (f"{rate(cells)}{classes(cells)} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')}{setup} "
+            f"cpu={_fmt(last.cpu_setup_pct, '%')}{cpu} cache+={_fmt(last.cache_growth_mb, 'MB')}{per_repo}{shared} "
             f"left={last.leftovers} [{rules}]{_reason(cells)}")
 
 
@@ -262,9 +296,11 @@ def _deltas(base: Cell, cand: Cell, gate_on: Sequence[str]) -> list[str]:
     if "setup" in gate_on and base.setup_seconds is not None and cand.setup_seconds is not None \
             and cand.setup_seconds > base.setup_seconds * 1.5 + 2:
         worse.append(f"setup {cand.setup_seconds:.1f}s vs {base.setup_seconds:.1f}s")
-    if "cache" in gate_on and alone and base.cache_growth_mb is not None and cand.cache_growth_mb is not None \
-            and cand.cache_growth_mb > base.cache_growth_mb + 10:
-        worse.append(f"cache growth {cand.cache_growth_mb:.1f}MB vs {base.cache_growth_mb:.1f}MB")
+    per_repo = base.cache_per_repo_mb is not None and cand.cache_per_repo_mb is not None  # --warm-up on both
+    b_cache, c_cache = (base.cache_per_repo_mb, cand.cache_per_repo_mb) if per_repo else (
+        base.cache_growth_mb, cand.cache_growth_mb)
+    if "cache" in gate_on and alone and b_cache is not None and c_cache is not None and c_cache > b_cache + 10:
+        worse.append(f"cache growth {c_cache:.1f}MB vs {b_cache:.1f}MB" + (" per repository" if per_repo else ""))
     if "cpu" in gate_on and alone and base.cpu_setup_pct is not None and cand.cpu_setup_pct is not None \
             and cand.cpu_setup_pct > base.cpu_setup_pct + 20:
         worse.append(f"setup CPU {cand.cpu_setup_pct:.0f}% vs {base.cpu_setup_pct:.0f}%")

@@ -78,6 +78,11 @@ OPTIONS: tuple[Option, ...] = (
            "(runs-on: __RUNS_ON__) and an optional expect.yml, or a folder of such folders.", metavar="DIR"),
     Option("lanes", "str", "Run the session's cells at once: N lanes per runner version (lane 0 on the lab's runner, "
            "the others on private runners of that version); never two cells on one runner.", default="1", metavar="N"),
+    Option("warm-up", "flag", "Before measuring a cell, run its workflow on the same runner from more repositories: "
+           "the first run is cold, the measured one warm (cold and warm figures, cache growth per repository).",
+           default=False),
+    Option("warm-up-repos", "str", "With --warm-up: K repositories in all, the measured run's included (at least 2).",
+           default="3", metavar="K"),
     Option("save-baseline", "str", "Gate: store this run's cells as a golden baseline file.", metavar="FILE"),
     Option("compare-baseline", "str", "Gate: compare the candidate against a stored golden baseline file.",
            metavar="FILE"),
@@ -134,6 +139,8 @@ class Settings:
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
     runner_log_command: str | None = None
     runner_stall_command: str | None = None
+    warm_up: bool = False
+    warm_up_repos: int = 3
     sources: Mapping[str, Setting] = field(default_factory=dict)
 
     @property
@@ -357,6 +364,13 @@ def _actions_url(r: _Raw) -> str | None:
     return url
 
 
+def _warm_up(r: _Raw) -> dict[str, Any]:
+    repos = r.whole("warm-up-repos", 2)
+    if not r.get("warm-up") and r.raw["warm-up-repos"].source != "default":
+        raise ConfigError(f"{r.where('warm-up-repos')}: needs --warm-up")
+    return {"warm_up": bool(r.get("warm-up")), "warm_up_repos": repos}
+
+
 def check_evidence_dir(settings: Settings) -> None:
     """The evidence dir exists and is writable (called once something will be written there).
 
@@ -398,5 +412,6 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         lanes=r.whole("lanes", 1),
         scenario_dirs=_scenario_dirs(r),
         actions_url=_actions_url(r),
+        **_warm_up(r),
         sources=dict(raw),
     )

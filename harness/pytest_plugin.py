@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pytest
 from filelock import FileLock
 
-from harness import config, report
+from harness import config, report, warmup
 from harness.cell import CellResult, NotRunnable, run_cell
 from harness.errors import ConfigError, HarnessError
 from harness.evidence import safe_name
@@ -297,10 +297,18 @@ def _skip_cell(request: pytest.FixtureRequest, cell: CellParam, reason: str) -> 
 
 def _run(cfg: pytest.Config, target: Target, cell: PoolCell, handle: RunnerHandle) -> CellResult:
     settings = _settings(cfg)
-    return run_cell(target, _catalogue(cfg).load(cell.scenario), handle, _run_dir(cfg) / safe_name(cell.id),
-                    evidence=settings.evidence, keep_repo=settings.keep_repos, setup_budget=settings.setup_budget,
-                    notify=_notify(cfg), log_command=settings.runner_log_command,
-                    stall_command=settings.runner_stall_command)
+    scenario = _catalogue(cfg).load(cell.scenario)
+
+    def one(on: RunnerHandle, bundle_dir: Path, evidence: str) -> CellResult:
+        return run_cell(target, scenario, on, bundle_dir, evidence=evidence, keep_repo=settings.keep_repos,
+                        setup_budget=settings.setup_budget, notify=_notify(cfg), log_command=settings.runner_log_command,
+                        stall_command=settings.runner_stall_command)
+
+    bundle_dir = _run_dir(cfg) / safe_name(cell.id)
+    if settings.warm_up:  # the warm-up runs on the same handle: the lane's or worker's runner stays the cell's
+        return warmup.run_warm(scenario, handle, bundle_dir, repos=settings.warm_up_repos,
+                               evidence=settings.evidence, run_one=one)
+    return one(handle, bundle_dir, settings.evidence)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import compare
+from harness import cache_growth, compare
 from harness.compare import load_records
 from harness.evidence import safe_name, write_index
 from harness.outcome import Outcome
@@ -112,6 +112,30 @@ def complete_records(records: Sequence[Mapping[str, Any]], tests: Iterable[Repor
 # -- reports and golden baselines ----------------------------------------------------------------------
 
 
+COLD_WARM = ("setup_seconds_cold", "setup_seconds_warm", "cpu_setup_pct_cold", "cpu_setup_pct_warm")
+
+
+def with_figures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The records as report.json holds them: each with its cold and warm setup and CPU figures, and its runner's
+    cache store after each repository of the session (``runner_cache``; None for a runner with no measured store)."""
+    series = cache_growth.runner_series(records)
+    out = []
+    for record in records:
+        cell = compare.Cell.from_json(record)
+        name = next((p.runner_name for p in cache_growth.repo_stores(record)), None)
+        out.append({**record, **{k: getattr(cell, k) for k in COLD_WARM},
+                    "runner_cache": series[name].to_json() if name in series else None})
+    return out
+
+
+def cache_section(records: Sequence[Mapping[str, Any]]) -> str:
+    """report.md's lines on the cache store per runner ("" when no store was measured)."""
+    lines = [series.line() for series in cache_growth.runner_series(records).values()]
+    if not lines:
+        return ""
+    return ("\n## Cache store per runner (after each repository, in order)\n\n" + "\n".join(lines) + "\n")
+
+
 def write_reports(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> list[Path]:
     """``report.md`` (the table), ``report.json`` (the records) and ``index.md`` (the bundles)."""
     if not records:
@@ -119,9 +143,9 @@ def write_reports(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> list[P
     run_dir.mkdir(parents=True, exist_ok=True)
     cells = [compare.Cell.from_json(r) for r in records]
     md = run_dir / "report.md"
-    md.write_text("# Runner comparison\n\n" + compare.markdown_table(cells))
+    md.write_text("# Runner comparison\n\n" + compare.markdown_table(cells) + cache_section(records))
     js = run_dir / "report.json"
-    js.write_text(json.dumps(list(records), indent=2, default=str))
+    js.write_text(json.dumps(with_figures(records), indent=2, default=str))
     return [md, js, write_index(run_dir)]
 
 

@@ -1,11 +1,25 @@
-"""Runner stores that grow: the action cache, the cache server's store, the runner's HOME."""
+"""Runner stores that grow, each named after what it is, and the action-cache lookup.
+
+A lab runner keeps four stores (measured apart: one image written to three of them is three copies):
+
+- ``cache_server``: the cache server's store (what ``actions/cache`` and setup-qemu's ``cache-image`` save;
+  entries are scoped per repository, so every new repository saves its own copy);
+- ``tool_cache``: the hosted tool cache, ``<workdir>/tool_cache`` (``RUNNER_TOOL_CACHE`` of host jobs);
+- ``action_clones``: the runner's clones of the actions it ran, ``<workdir>/<hash[:2]>/<hash[2:]>``;
+- ``home``: the runner's ``HOME`` (``~/.docker``: buildx builders, the plugin, caches written there).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+STORES = ("cache_server", "tool_cache", "action_clones", "home")
+TOOL_CACHE = "tool_cache"
+_CLONE_DIR = re.compile(r"[0-9a-f]{2}")
 
 
 @dataclass(frozen=True)
@@ -20,6 +34,9 @@ class StoreSize:
         """Size in MB."""
         return self.bytes / 1e6
 
+    def __add__(self, other: StoreSize) -> StoreSize:
+        return StoreSize(self.bytes + other.bytes, self.entries + other.entries)
+
 
 def measure(path: Path) -> StoreSize:
     """Size of every regular file under ``path`` (0 when missing); symlinks are not followed."""
@@ -33,6 +50,25 @@ def measure(path: Path) -> StoreSize:
             total += st.st_size
             count += 1
     return StoreSize(total, count)
+
+
+def action_clones(workdir: Path) -> StoreSize:
+    """The runner's action clones: the ``<hash[:2]>`` dirs of its workdir (not the tool cache, not workspaces)."""
+    total = StoreSize(0, 0)
+    try:
+        children = sorted(workdir.iterdir())
+    except OSError:
+        return total
+    for child in children:
+        if _CLONE_DIR.fullmatch(child.name) and child.is_dir() and not child.is_symlink():
+            total += measure(child)
+    return total
+
+
+def runner_stores(workdir: Path, cache_dir: Path, home: Path) -> dict[str, StoreSize]:
+    """The four stores of one runner, by name (:data:`STORES`)."""
+    return {"cache_server": measure(cache_dir), "tool_cache": measure(workdir / TOOL_CACHE),
+            "action_clones": action_clones(workdir), "home": measure(home)}
 
 
 def action_cached(workdir: Path, uses: str, clone_url: str) -> bool:

@@ -215,7 +215,7 @@ def signatures(text: str | None) -> Findings:
 
 
 class Stores(Quiet):
-    """The runner's action cache, cache server store and HOME: growth over the job; cold or warm."""
+    """The runner's stores (cache server, tool cache, action clones, HOME): growth over the job; cold or warm."""
 
     name = "stores"
 
@@ -226,9 +226,7 @@ class Stores(Quiet):
         self.scope: CellScope | None = None
 
     def _measure(self) -> dict[str, cache_obs.StoreSize]:
-        return {"action_cache": cache_obs.measure(self.runner.workdir),
-                "cache_server": cache_obs.measure(self.runner.cache_dir),
-                "home": cache_obs.measure(self.runner.home)}
+        return cache_obs.runner_stores(self.runner.workdir, self.runner.cache_dir, self.runner.home)
 
     def before(self, cell: CellScope) -> None:
         """Sizes before, and whether every action the workflow uses is already in the runner's cache."""
@@ -245,7 +243,8 @@ class Stores(Quiet):
         after = self._measure()
         growth = {k: round(after[k].mb - self.before_mb[k].mb, 2) for k in after}
         observations = {"store_growth_mb": growth,
-                        "stores_after": {k: {"mb": round(v.mb, 2), "entries": v.entries} for k, v in after.items()}}
+                        "stores_after": {k: {"mb": round(v.mb, 2), "entries": v.entries} for k, v in after.items()},
+                        "stores_measured_at": round(time.time(), 3)}  # orders a runner's stores over the session
         budget = self.scope.scenario.expect.observe.get("cache_growth_mb")
         violations = ()
         if budget and growth["cache_server"] > budget.limit:

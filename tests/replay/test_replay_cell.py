@@ -155,7 +155,7 @@ def test_a_passing_cell_with_every_lab_observer(replay, monkeypatch, fake_runner
                       evidence="always", budgets=small_budgets())
     assert result.outcome is Outcome.PASS, result.error or result.verdict.table()
     obs = result.observations
-    assert set(obs["store_growth_mb"]) == {"action_cache", "cache_server", "home"}
+    assert set(obs["store_growth_mb"]) == {"cache_server", "tool_cache", "action_clones", "home"}
     assert "setup" in obs["cpu"] or obs["cpu"] == {}
     assert 0 < obs["requests"]["push_to_done_seen"] <= obs["requests"]["total"] and obs["requests"]["per_second"] > 0
     assert obs["runner_from_log"]["version"] == "12.1.2"

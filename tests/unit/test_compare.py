@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 
@@ -232,6 +233,45 @@ def test_gate_does_not_compare_figures_of_a_shared_runner():
         assert findings[0].kind == REGRESSION and findings[0].why == "1 docker leftovers vs 0"  # per task: still judged
     row = _row(markdown_table([cell("s", CAND, cache=90.0, shared=True)]), "s")
     assert "cache+=90.0MB (shared runner)" in row
+
+
+def test_gate_on_cache_compares_the_per_repository_figure_of_warm_up_cells():
+    """--warm-up: the growth per repository (the cache server's, over K repositories) is what is compared."""
+    base = dataclasses.replace(cell(runner=BASE, cache=48.2), cache_per_repo_mb=0.0, repos=3)
+    cand = dataclasses.replace(cell(runner=CAND, cache=48.2), cache_per_repo_mb=48.2, repos=3)
+    findings = gate([base, cand], BASE, CAND, ["cache"])
+    assert findings[0].kind == REGRESSION and findings[0].why == "cache growth 48.2MB vs 0.0MB per repository"
+    same = dataclasses.replace(base, cache_per_repo_mb=48.2)
+    assert kinds(gate([same, cand], BASE, CAND, ["cache"])) == {"native-checkout": SAME}
+    one_sided = dataclasses.replace(base, cache_growth_mb=1.0, cache_per_repo_mb=None)  # falls back on one job's
+    assert gate([one_sided, cand], BASE, CAND, ["cache"])[0].why == "cache growth 48.2MB vs 1.0MB"
+
+
+def test_cold_and_warm_figures_from_a_record():
+    warm_up = {"repos": 3, "setup_seconds_cold": 9.5, "setup_seconds_warm": 1.2, "cpu_setup_pct_cold": 58.0,
+               "cpu_setup_pct_warm": 12.0, "per_repo_mb": {"cache_server": 48.2}}
+    c = Cell.from_json({"scenario": "q", "runner": CAND, "outcome": "pass", "observations": {"warm_up": warm_up}})
+    assert (c.setup_seconds_cold, c.setup_seconds_warm, c.cpu_setup_pct_cold, c.cpu_setup_pct_warm) == (
+        9.5, 1.2, 58.0, 12.0)
+    assert (c.cache_per_repo_mb, c.repos) == (48.2, 3)
+    one = {"scenario": "q", "runner": CAND, "outcome": "pass", "verdict": {"setup_seconds": 0.4, "cold": False},
+           "observations": {"cpu": {"setup": {"runner_pct": 9.0}}}}
+    c = Cell.from_json(one)
+    assert (c.setup_seconds_cold, c.setup_seconds_warm, c.cpu_setup_pct_cold, c.cpu_setup_pct_warm) == (
+        None, 0.4, None, 9.0)
+    unknown = Cell.from_json({**one, "verdict": {"setup_seconds": 0.4, "cold": None}})
+    assert (unknown.setup_seconds_cold, unknown.setup_seconds_warm) == (None, None)
+    assert "setup=0.4s " in _row(markdown_table([unknown]), "q")  # no cache state: the figure is not named
+
+
+def test_table_names_cold_and_warm():
+    warm = dataclasses.replace(cell("s", CAND, setup=1.2, cpu=12.0, cache=48.2), setup_seconds_cold=9.5,
+                               setup_seconds_warm=1.2, cpu_setup_pct_cold=58.0, cpu_setup_pct_warm=12.0,
+                               cache_per_repo_mb=48.2, repos=3)
+    row = _row(markdown_table([warm]), "s")
+    assert "setup=1.2s(warm; cold 9.5s) cpu=12.0%(warm; cold 58.0%) cache+=48.2MB (48.2MB/repo ×3)" in row
+    cold = dataclasses.replace(cell("s", CAND, setup=9.5), setup_seconds_cold=9.5)
+    assert "setup=9.5s(cold)" in _row(markdown_table([cold]), "s")
 
 
 def test_gate_uses_last_repeat_for_deltas():

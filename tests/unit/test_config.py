@@ -254,3 +254,13 @@ def test_actions_url_is_for_the_lab(tmp_path):
     message = _error(actions_url="http://m.test", forgejo_url="http://f.test", forgejo_token_file=str(token),
                      runner_label=["12.1.2:native=n"])
     assert "not with --forgejo-url" in message
+
+
+def test_warm_up_options():
+    assert (settings().warm_up, settings().warm_up_repos) == (False, 3)
+    s = settings(warm_up=True, warm_up_repos="4")
+    assert (s.warm_up, s.warm_up_repos) == (True, 4)
+    with pytest.raises(ConfigError, match=r"--warm-up-repos \(test\): must be at least 2"):
+        settings(warm_up=True, warm_up_repos="1")
+    with pytest.raises(ConfigError, match=r"--warm-up-repos \(test\): needs --warm-up"):
+        settings(warm_up_repos="3")

@@ -75,7 +75,9 @@ def test_reports_and_golden_baseline(tmp_path):
     table = (tmp_path / "report.md").read_text()
     assert table.startswith("# Runner comparison\n\n| scenario | 11.3.1 | 12.1.2 |")
     assert "native-checkout ◆" in table and "INCONCLUSIVE" in table and "API 502 after retries" in table
-    assert json.loads((tmp_path / "report.json").read_text()) == records
+    cold_warm = dict.fromkeys(report.COLD_WARM)
+    assert json.loads((tmp_path / "report.json").read_text()) == [{**r, **cold_warm, "runner_cache": None}
+                                                                   for r in records]
     assert report.write_reports(tmp_path / "empty", []) == [] and not (tmp_path / "empty").exists()
     golden = report.save_baseline(tmp_path / "sub" / "golden.json", records)
     data = json.loads(golden.read_text())
@@ -199,3 +201,43 @@ def test_summary_lines(tmp_path):
     assert lines[1].strip().startswith("regression: native-checkout — 11.3.1 passed, 12.1.2 failed")
     assert lines[-1] == "gate FAILED (regressed: native-checkout)"
     assert report.summary_lines(report.SessionReport(), CAND, None) == []
+
+
+# -- cold / warm figures and the cache store per runner -------------------------------------------------------
+
+
+def _stores(cache_after, growth, at):
+    return {"stores_after": {"cache_server": {"mb": cache_after, "entries": 1}},
+            "store_growth_mb": {"cache_server": growth, "tool_cache": 0.0, "action_clones": 0.0, "home": 0.0},
+            "stores_measured_at": at, "runner_from_log": {"name": "runner-12", "version": "v12.1.2"}}
+
+
+def _warm_record():
+    warm_up = {"repos": 3, "setup_seconds_cold": 9.5, "setup_seconds_warm": 1.2, "cpu_setup_pct_cold": 58.0,
+               "cpu_setup_pct_warm": 12.0, "per_repo_mb": {"cache_server": 48.2},
+               "runs": [{"repo": "o/q1", "stores": _stores(48.2, 48.2, 1.0)},
+                        {"repo": "o/q2", "stores": _stores(96.4, 48.2, 2.0)}]}
+    return record("qemu-buildx", CAND, repo="o/q3", observations={**_stores(144.6, 48.2, 3.0), "warm_up": warm_up})
+
+
+def test_report_json_carries_cold_and_warm_figures_and_the_runner_cache(tmp_path):
+    cold_only = record(verdict={"job": "success", "violations": [], "setup_seconds": 4.0, "cold": True},
+                       observations={"cpu": {"setup": {"runner_pct": 50.0}}})
+    report.write_reports(tmp_path, [cold_only, _warm_record()])
+    by_runner = {r["runner"]: r for r in json.loads((tmp_path / "report.json").read_text())}
+    old, new = by_runner[BASE], by_runner[CAND]
+    assert (old["setup_seconds_cold"], old["setup_seconds_warm"], old["cpu_setup_pct_cold"]) == (4.0, None, 50.0)
+    assert old["runner_cache"] is None  # no store measured (not a lab runner)
+    assert [new[k] for k in report.COLD_WARM] == [9.5, 1.2, 58.0, 12.0]
+    assert new["runner_cache"]["cache_store_after_repo_mb"] == [48.2, 96.4, 144.6]
+    assert new["runner_cache"]["repos"] == ["o/q1", "o/q2", "o/q3"]
+    table = (tmp_path / "report.md").read_text()
+    assert "setup=2.0s(warm; cold 9.5s)" in table and "(48.2MB/repo ×3)" in table
+    assert "setup=4.0s(cold)" in table
+    assert "## Cache store per runner" in table
+    assert "- 12.1.2 (runner-12): cache store after each of 3 repositories: 48.2, 96.4, 144.6 MB" in table
+
+
+def test_no_cache_section_without_measured_stores(tmp_path):
+    report.write_reports(tmp_path, [record()])
+    assert "Cache store" not in (tmp_path / "report.md").read_text()

@@ -1,0 +1,46 @@
+"""--warm-up on a real lab: cold then warm on one runner, and the cache store growing by one copy per repository."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.versions import Version
+
+from .conftest import resolve_or_skip
+from .test_product_flows import run_pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.docker]
+
+
+def test_warm_up_measures_cold_and_warm_and_the_growth_per_repository(tmp_path):
+    resolve_or_skip("forgejo-runner", Version(12, 1, 2))
+    resolve_or_skip("forgejo", Version(13, 0, 5))
+    proc = run_pytest("-m", "regression", "-k", "qemu-buildx or native-checkout", "--runner-version", "12.1.2",
+                      "--warm-up", "--evidence-dir", str(tmp_path))
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:]
+    assert "cache store after each of 6 repositories" in out, out[-3000:]
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/report.json")]
+    records = {r["scenario"]: r for r in json.loads((run_dir / "report.json").read_text())}
+    qemu = records["qemu-buildx"]
+    warm_up = qemu["observations"]["warm_up"]
+    first, second = warm_up["runs"]
+    assert warm_up["repos"] == 3 and (first["cold"], second["cold"], qemu["verdict"]["cold"]) == (True, False, False)
+    assert qemu["setup_seconds_cold"] == first["setup_seconds"] and qemu["setup_seconds_warm"] is not None
+    assert qemu["cpu_setup_pct_cold"] is not None and qemu["cpu_setup_pct_warm"] is not None
+    assert first["stores"]["store_growth_mb"]["action_clones"] > 0  # the cold run cloned the actions ...
+    assert qemu["observations"]["store_growth_mb"]["action_clones"] == 0  # ... the warm one did not
+    for run in (first, second):  # the warm-up runs' evidence is kept under the cell
+        assert (run_dir / run["bundle"].split(run_dir.name + "/", 1)[1] / "manifest.json").is_file()
+    growth = [v for v in qemu["verdict"]["violations"] if v["message"].startswith("3 repositories using")]
+    assert len(growth) == 1 and growth[0]["rule"] == "cache-growth" and growth[0]["severity"] == "report"
+    series = qemu["runner_cache"]
+    assert series == records["native-checkout"]["runner_cache"]  # one runner, one series over the session
+    sizes = dict(zip(series["repos"], series["cache_store_after_repo_mb"], strict=True))
+    mine = [sizes[r["repo"]] for r in (first, second)] + [sizes[warm_up["measured_repo"]]]
+    assert mine[0] < mine[1] < mine[2], series  # every new repository saved its own copy
+    assert set(series["after_repo_mb"]) == {"cache_server", "tool_cache", "action_clones", "home"}
+    assert not any(v["message"].startswith("3 repositories using")
+                   for v in records["native-checkout"]["verdict"]["violations"])  # checkout saves nothing
