@@ -24,6 +24,7 @@ from harness.errors import HarnessError, PollTimeout
 from harness.forgejo.client import RepoFile
 from harness.forgejo.models import JobView, parse_go_duration
 from harness.forgejo.web import JobRef
+from harness.lab.prepare import BUILDKIT_TAG
 from harness.observe.base import CellScope, Done, Findings, Observer, Poll, merge
 from harness.observe.observers import Commands, SlowActions, choose
 from harness.outcome import Outcome
@@ -113,6 +114,10 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
         if "buildx" in needs and (target.lab.prepared is None or not target.lab.prepared.buildx):
             why = target.lab.prepared.buildx_error if target.lab.prepared else "lab not prepared"
             raise NotRunnable(f"needs the buildx plugin, which lab prepare could not build: {why}")
+        if "buildkit" in needs and (target.lab.prepared is None or not target.lab.prepared.buildkit_image):
+            why = target.lab.prepared.buildkit_error if target.lab.prepared else "lab not prepared"
+            raise NotRunnable(f"needs the buildkit image ({BUILDKIT_TAG}) for buildx's docker-container driver, "
+                              f"which lab prepare could not build: {why}")
     if scenario.expect.control is not None and handle.lab_runner is None:
         raise NotRunnable("needs runner control, which only lab runners allow (runners the suite did not start "
                           "are never touched)")

@@ -178,6 +178,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     _print(f"job image {prepared.job_image} ({prepared.job_tar})")
     _print(f"binfmt image {prepared.binfmt_image} ({prepared.binfmt_tar})")
     _print(f"buildx plugin: {prepared.buildx or 'not available: ' + str(prepared.buildx_error)}")
+    _print(f"buildkit image: {prepared.buildkit_image} as {prepared.buildkit_tag} ({prepared.buildkit_tar})"
+           if prepared.buildkit_image else f"buildkit image: not available: {prepared.buildkit_error}")
     return 0
 
 
@@ -274,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "sessions), after the clean-up `down` does.")
     prune_p.add_argument("--older-than", type=float, default=0.0, metavar="HOURS")
     prune_p.add_argument("--dry-run", action="store_true")
-    prep = lab_sub.add_parser("prepare", help="Build the job image, binfmt image and buildx plugin (offline).")
-    prep.add_argument("--no-buildx", action="store_true")
+    prep = lab_sub.add_parser("prepare", help="Build the job, binfmt and buildkit images and the buildx plugin (offline).")
+    prep.add_argument("--no-buildx", action="store_true", help="skip the Go builds (buildx plugin, buildkit image)")
     rerun = sub.add_parser("rerun", help="Re-run a bundle's scenario on a fresh lab and compare the verdict.")
     rerun.add_argument("bundle")
     rerun.add_argument("--runner-version")

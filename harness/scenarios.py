@@ -20,7 +20,7 @@ LABEL_PLACEHOLDER = "__RUNS_ON__"
 SLOW_ACTIONS_PLACEHOLDER = "__SLOW_ACTIONS_URL__"  # `uses: __SLOW_ACTIONS_URL__/owner/name@ref` (slow_actions)
 KINDS = ("native", "docker")
 SEVERITIES = ("fail", "report")
-REQUIREMENTS = ("docker", "buildx", "privileged", "lab")
+REQUIREMENTS = ("docker", "buildx", "buildkit", "privileged", "lab")
 
 
 @dataclass(frozen=True)

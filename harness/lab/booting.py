@@ -21,7 +21,7 @@ from harness.lab import engine as engines
 from harness.lab import firewall
 from harness.lab.forgejo import ForgejoServer, ZombieSettings, free_port
 from harness.lab.lab import Lab, RunnerSpec
-from harness.lab.prepare import Prepared
+from harness.lab.prepare import BUILDKIT_CHANGES, Prepared
 from harness.lab.seed import Seeded, adopt, place, refs_from_uses, stand_in_sources
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner, labels_for
@@ -230,6 +230,9 @@ def _engine(lab_id: str, notify: Notify) -> engines.Engine:
 def _import_images(engine: engines.Engine, prepared: Prepared) -> None:
     engines.ensure_image(engine, prepared.job_image, Path(prepared.job_tar))
     engines.ensure_image(engine, prepared.binfmt_image, Path(prepared.binfmt_tar))
+    if prepared.buildkit_image and prepared.buildkit_tar:
+        engines.ensure_image(engine, prepared.buildkit_image, Path(prepared.buildkit_tar), changes=BUILDKIT_CHANGES,
+                             alias=prepared.buildkit_tag)
 
 
 def _ready_then_seed(server: ForgejoServer, admin: Future[None], sources: Mapping[str, Path] | None,

@@ -315,14 +315,37 @@ def _wait_described(host: str, pid: int, log_file: Path) -> Engine:
         raise LabError(f"{exc}; dockerd's log: {log_file}") from None
 
 
-def ensure_image(engine: Engine, tag: str, tar: Path) -> None:
-    """Import a prepared rootfs tarball as ``tag`` (and ``repo:latest``) unless the engine has it."""
+def ensure_image(engine: Engine, tag: str, tar: Path, *, changes: tuple[str, ...] = (),
+                 alias: str | None = None) -> None:
+    """Import a prepared rootfs tarball as ``tag`` (and ``repo:latest``) unless the engine has it.
+
+    ``changes``: Dockerfile instructions for the image's config (``ENTRYPOINT``, ``VOLUME``, ``ENV``).
+    ``alias``: a second name, the real image's (``moby/buildkit:buildx-stable-1``, which buildx boots),
+    given unless the engine holds another image under that name that the lab did not import (the real
+    one, pulled or served by a mirror: it is left alone).
+    """
     client = engine.client()
     repo, _, version = tag.partition(":")
     try:
         image = client.images.get(tag)
     except docker.errors.ImageNotFound:
         with tar.open("rb") as data:
-            client.api.import_image_from_data(data.read(), repository=repo, tag=version or "latest")
+            client.api.import_image_from_data(data.read(), repository=repo, tag=version or "latest",
+                                              changes=list(changes) or None)
         image = client.images.get(tag)
     image.tag(repo, "latest")
+    if alias is None:
+        return
+    try:
+        held: list[str] | None = list(client.images.get(alias).tags)
+    except docker.errors.ImageNotFound:
+        held = None
+    if alias_is_ours(held, repo):
+        alias_repo, _, alias_tag = alias.rpartition(":")
+        image.tag(alias_repo, alias_tag)
+
+
+def alias_is_ours(held_tags: list[str] | None, repo: str) -> bool:
+    """Whether the lab may (re)point an alias: nothing holds it yet (``None``), or an image the lab
+    imported (one of its tags is in ``repo``, e.g. an earlier recipe's ``regress-buildkit:<key>``)."""
+    return held_tags is None or any(t.startswith(f"{repo}:") for t in held_tags)

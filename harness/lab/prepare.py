@@ -4,6 +4,10 @@
   ca-certificates) from the machine's own apt sources, saved as a rootfs tarball;
 * the binfmt image the qemu stand-in runs: busybox plus Debian's ``qemu-user-static`` binaries;
 * the buildx CLI plugin: ``go install github.com/docker/buildx/cmd/buildx@<version>``;
+* the buildkit image buildx's ``docker-container`` driver boots, tagged as the real one
+  (``moby/buildkit:buildx-stable-1``): ``buildkitd`` and ``buildctl`` built inside the downloaded
+  ``github.com/moby/buildkit`` module (``go mod download``; ``go install`` refuses its exclude
+  directives), plus Debian's ``runc`` with its libraries and ``busybox-static``;
 * the stand-in actions, each committed into a bare repository under ``actions/`` (keyed by content;
   a boot builds any that changed since).
 
@@ -22,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness.budgets import BUDGETS
@@ -39,6 +43,17 @@ BINFMT_PACKAGES = ("qemu-user-static", "busybox-static")
 BINFMT_ARCHES = ("aarch64", "arm", "ppc64le", "s390x", "riscv64", "mips64el", "mips64", "i386", "loongarch64")
 BUILDX_MODULE = "github.com/docker/buildx/cmd/buildx"
 BUILDX_VERSION = "v0.38.2"
+BUILDKIT_MODULE = "github.com/moby/buildkit"
+BUILDKIT_VERSION = "v0.34.2"  # the buildkit that buildx v0.38.2 requires (its go.mod)
+BUILDKIT_PACKAGES = ("runc", "libseccomp2", "libc6", "busybox-static")  # Debian's runc is cgo (libseccomp)
+BUILDKIT_TAG = "moby/buildkit:buildx-stable-1"  # what buildx's docker-container driver boots by default
+BUILDKIT_CHANGES = (  # the image config of the real one, applied at import
+    'ENTRYPOINT ["/usr/bin/buildkitd"]',
+    "VOLUME /var/lib/buildkit",
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+)
+BUILDKIT_DIRS = ("bin", "tmp", "proc", "sys", "dev", "run/cdi", "etc/cdi", "etc/buildkit/cdi", "var/lib/buildkit")
+BUILDKIT_TAGS = "osusergo netgo static_build seccomp"  # buildkitd's release build tags (CGO_ENABLED=0)
 RECIPE_VERSION = "1"
 
 
@@ -52,6 +67,12 @@ class Prepared:
     binfmt_tar: str
     buildx: str | None  # path to the docker-buildx plugin, None when it could not be built
     buildx_error: str | None
+    # the buildkit image (content-keyed, e.g. regress-buildkit:<key>; tagged BUILDKIT_TAG at import),
+    # None when it could not be built, and then why (defaults: a lab.json written before it existed)
+    buildkit_image: str | None = None
+    buildkit_tar: str | None = None
+    buildkit_tag: str = BUILDKIT_TAG
+    buildkit_error: str | None = None
 
     @classmethod
     def load(cls, root: Path | None = None) -> Prepared | None:
@@ -64,7 +85,11 @@ class Prepared:
             prepared = cls(**data)
         except (ValueError, TypeError):
             return None
+        if set(data) != {f.name for f in fields(cls)}:
+            return None  # written by an older recipe (e.g. before the buildkit image): prepare again
         if not (Path(prepared.job_tar).is_file() and Path(prepared.binfmt_tar).is_file()):
+            return None
+        if prepared.buildkit_tar and not Path(prepared.buildkit_tar).is_file():
             return None
         return prepared
 
@@ -174,15 +199,105 @@ exit 0
 """
 
 
-def _build_buildx(dest: Path, logf: Path) -> None:
+def _go(what: str) -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
     if go is None:
-        raise LabError("go is not installed; the buildx plugin is built with go install")
+        raise LabError(f"go is not installed; {what} is built with go")
+    return go
+
+
+def _build_buildx(dest: Path, logf: Path) -> None:
+    go = _go("the buildx plugin")
     with tempfile.TemporaryDirectory(prefix="regress-buildx-") as gobin:
         env = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}
         _run([go, "install", f"{BUILDX_MODULE}@{BUILDX_VERSION}"], f"go install buildx {BUILDX_VERSION}", logf, env=env)
         shutil.copy2(Path(gobin) / "buildx", dest)
         dest.chmod(0o755)
+
+
+def _module_dir(go: str, module: str, version: str, logf: Path) -> Path:
+    """``go mod download -json module@version``: the module's (read-only) dir in the module cache."""
+    cmd = [go, "mod", "download", "-json", f"{module}@{version}"]
+    with tempfile.TemporaryDirectory(prefix="regress-gomod-") as tmp:  # outside any module: no go.mod to obey
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=BUDGETS.prepare_step,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"go mod download {module}@{version} did not finish within "
+                           f"prepare_step={BUDGETS.prepare_step:g}s") from None
+    with logf.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    try:
+        info = json.loads(proc.stdout)
+    except ValueError:
+        info = {}
+    if proc.returncode != 0 or info.get("Error") or not info.get("Dir"):
+        why = info.get("Error") or proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        raise LabError(f"go mod download {module}@{version} failed: {why if isinstance(why, str) else why[0]}; "
+                       f"log: {logf}")
+    return Path(info["Dir"])
+
+
+def _build_buildkit_binaries(dest: Path, logf: Path) -> None:
+    """``buildkitd`` and ``buildctl`` into ``dest``, built inside a writable copy of the downloaded module."""
+    go = _go("the buildkit image")
+    source = _module_dir(go, BUILDKIT_MODULE, BUILDKIT_VERSION, logf)
+    with tempfile.TemporaryDirectory(prefix="regress-buildkit-src-") as tmp:
+        src = Path(tmp) / "buildkit"
+        shutil.copytree(source, src)
+        for path in (src, *src.rglob("*")):  # the module cache is read-only; the copy must be removable
+            path.chmod(path.stat().st_mode | 0o200)
+        pkg = BUILDKIT_MODULE
+        ldflags = f"-X {pkg}/version.Version={BUILDKIT_VERSION} -X {pkg}/version.Package={pkg}"
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
+        _run([go, "build", "-trimpath", "-tags", BUILDKIT_TAGS, "-ldflags", ldflags, "-o", f"{dest}/",
+              "./cmd/buildkitd", "./cmd/buildctl"],
+             f"go build of buildkitd and buildctl {BUILDKIT_VERSION}", logf, env=env, cwd=src)
+
+
+def _buildkit_rootfs(tar: Path, logf: Path) -> None:
+    """buildkitd + buildctl (static Go) and Debian's runc with its libraries, busybox for a shell."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise LabError("apt-get and dpkg-deb are needed to fetch runc and its libraries")
+    with tempfile.TemporaryDirectory(prefix="regress-buildkit-") as tmp:
+        debs = Path(tmp) / "debs"
+        root = Path(tmp) / "rootfs"
+        debs.mkdir()
+        (root / "usr/bin").mkdir(parents=True)
+        _build_buildkit_binaries(root / "usr/bin", logf)
+        _run(["apt-get", "download", *BUILDKIT_PACKAGES], "apt-get download of runc and its libraries", logf,
+             cwd=debs)
+        for deb in sorted(debs.glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", logf)
+        shutil.rmtree(root / "usr/share", ignore_errors=True)
+        for d in BUILDKIT_DIRS:  # the real image's, the CDI dirs included (buildkitd watches them)
+            (root / d).mkdir(parents=True, exist_ok=True)
+        (root / "var/run").symlink_to("../run")
+        (root / "tmp").chmod(0o1777)
+        if not (root / "bin/busybox").exists() or not (root / "usr/sbin/runc").exists():
+            raise LabError(f"{', '.join(BUILDKIT_PACKAGES)} did not unpack /bin/busybox and /usr/sbin/runc")
+        for applet in ("sh", "cat", "ls", "mount", "umount", "ps", "true"):
+            if not (root / "bin" / applet).exists():
+                (root / "bin" / applet).symlink_to("busybox")
+        part = tar.with_suffix(".part")
+        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
+        part.rename(tar)
+
+
+def _try_buildkit(tar: Path, logf: Path, build: bool, notify: Callable[[str], None]) -> str | None:
+    """Build the buildkit image's rootfs into ``tar``; None when built, else why not (never raised: the
+    scenarios that need it are not runnable with that reason)."""
+    if not build:
+        return "not built (lab prepare --no-buildx)"
+    notify(f"building the buildkit image {BUILDKIT_VERSION} (go build of buildkitd and buildctl, Debian's runc; "
+           f"a few minutes the first time); log: {logf}")
+    try:
+        _buildkit_rootfs(tar, logf)
+    except LabError as exc:
+        why = str(exc).splitlines()[0]
+        notify(f"buildkit image not available: {why}")
+        return why
+    return None
 
 
 def prepare(root: Path | None = None, *, with_buildx: bool = True, notify: Callable[[str], None] = print) -> Prepared:
@@ -217,6 +332,11 @@ def prepare(root: Path | None = None, *, with_buildx: bool = True, notify: Calla
         except LabError as exc:
             buildx_error = str(exc).splitlines()[0]
             notify(f"buildx not available: {buildx_error}")
+    buildkit_key = _key("buildkit", BUILDKIT_MODULE, BUILDKIT_VERSION, BUILDKIT_TAGS, *BUILDKIT_PACKAGES,
+                        *BUILDKIT_CHANGES, *BUILDKIT_DIRS)
+    buildkit_file = root / f"buildkit-{buildkit_key}.tar"
+    buildkit_error = None if buildkit_file.is_file() else _try_buildkit(buildkit_file, logf, with_buildx, notify)
+    buildkit_tar = None if buildkit_error else buildkit_file
     stand_ins = stand_in_sources()
     for source in stand_ins.values():  # each one commit in a cached bare repository (seeding copies it)
         prepared_repo(source)
@@ -228,6 +348,9 @@ def prepare(root: Path | None = None, *, with_buildx: bool = True, notify: Calla
         binfmt_tar=str(binfmt_tar),
         buildx=buildx,
         buildx_error=buildx_error if buildx is None else None,
+        buildkit_image=f"regress-buildkit:{buildkit_key}" if buildkit_tar else None,
+        buildkit_tar=str(buildkit_tar) if buildkit_tar else None,
+        buildkit_error=buildkit_error,
     )
     (root / "prepared.json").write_text(json.dumps(asdict(prepared), indent=2))
     return prepared

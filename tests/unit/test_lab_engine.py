@@ -155,3 +155,11 @@ def test_a_pid_file_naming_a_foreign_process_is_never_signalled(private_runtime,
         assert procs.alive(foreign)
     finally:
         procs.stop(foreign, budget=5)
+
+
+def test_the_buildkit_alias_is_given_unless_a_foreign_image_holds_it():
+    assert engine.alias_is_ours(None, "regress-buildkit")  # nothing holds moby/buildkit:buildx-stable-1
+    ours_earlier = ["moby/buildkit:buildx-stable-1", "regress-buildkit:2d3b9a037e87"]
+    assert engine.alias_is_ours(ours_earlier, "regress-buildkit")  # an earlier recipe's import: re-pointed
+    assert not engine.alias_is_ours(["moby/buildkit:buildx-stable-1"], "regress-buildkit")  # the real one
+    assert not engine.alias_is_ours(["regress-buildkit-old/x:1"], "regress-buildkit")
