@@ -1,4 +1,5 @@
-"""Our dockerd runs `docker exec` into a --privileged container (buildx's docker-container driver needs it).
+"""Our dockerd runs `docker exec` into a --privileged container (buildx's docker-container driver needs it),
+and a job boots buildx's docker-container builder on it from the buildkit image `lab prepare` builds.
 
 On hosts whose capability bounding set lacks capabilities (this sandbox lacks CAP_SYS_RESOURCE) runc refused
 the exec before the capdrop runtime filtered the exec's process file too ("unable to apply caps").
@@ -12,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from harness.forgejo.models import Status
 from harness.lab import engine as engines
 from harness.lab.capdrop import missing_caps
+from harness.lab.lab import RunnerSpec, boot
 from harness.lab.prepare import Prepared
+from harness.runners import binaries
+from harness.runners.process import label_name
+from harness.versions import Version
+
+from .conftest import FORGEJOS, resolve_or_skip
+from .helpers import push, workflow
 
 pytestmark = pytest.mark.docker
 
@@ -49,3 +58,59 @@ def test_docker_exec_into_a_privileged_container(our_engine):
         assert bin(effective).count("1") >= 30 - lacking  # privileged: (nearly) every capability the host allows
     finally:
         container.remove(force=True)
+
+
+EXEC_AND_BUILDX = """\
+      - name: exec into a privileged container
+        run: |
+          docker run -d --privileged --name exec-{id} --label regress.lab={lab} regress-job:latest sleep 300
+          docker exec exec-{id} sh -c 'grep CapEff /proc/self/status'
+      - name: boot a docker-container builder
+        run: |
+          docker buildx create --name builder-{id} --driver docker-container --bootstrap --use
+          docker buildx inspect builder-{id}
+      - name: build through it
+        run: |
+          mkdir ctx && echo hello > ctx/f && printf 'FROM scratch\\nCOPY f /f\\n' > ctx/Dockerfile
+          docker buildx build --builder builder-{id} --progress plain ctx
+      - name: clean up
+        if: always()
+        run: |
+          docker rm -f exec-{id}
+          docker buildx rm builder-{id}
+"""
+
+
+@pytest.mark.lab
+def test_a_workflow_execs_into_a_privileged_container_and_boots_a_buildkit_builder():
+    """Under the lab's own dockerd, a job's `docker exec` into a --privileged container and buildx's
+    docker-container driver (buildkitd booted from the prepared image, reached through `docker exec`)
+    both work: job success, every step green."""
+    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
+    forgejo = resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+    runner = resolve_or_skip("forgejo-runner", Version(12, 1, 2))
+    prepared = Prepared.load()
+    if prepared is None or not prepared.buildx or not prepared.buildkit_image:
+        why = "not prepared" if prepared is None else prepared.buildkit_error or prepared.buildx_error
+        pytest.skip(f"the buildx plugin or buildkit image is not prepared ({why}): python -m harness lab prepare")
+    if engines.find_existing() is not None:
+        pytest.skip("a Docker engine answers on DOCKER_HOST or the default socket: the lab would use it, not its own")
+    lab = boot(f"bkexec-{uuid.uuid4().hex[:6]}", forgejo, [RunnerSpec(runner)])
+    try:
+        assert lab.engine is not None and lab.engine.ours, lab.engine
+        (lab_runner,) = lab.runners.values()
+        label = label_name(lab_runner.labels["native"])
+        steps = EXEC_AND_BUILDX.format(id=uuid.uuid4().hex[:8], lab=lab.id)
+        view = push(lab, workflow("exec-buildx", label, steps), label, "exec-buildx").watch().view
+        log = "\n".join(line.message for line in view.log_lines())
+        assert view.job_status() is Status.SUCCESS, f"{view.summary()}\n{log[-3000:]}"
+        assert {s.name: s.status for s in view.steps if not s.synthetic} == {
+            "exec into a privileged container": Status.SUCCESS, "boot a docker-container builder": Status.SUCCESS,
+            "build through it": Status.SUCCESS, "clean up": Status.SUCCESS}, view.summary()
+        assert "CapEff:" in log and "using local image moby/buildkit:buildx-stable-1" in log, log[-3000:]
+        assert "Driver:        docker-container" in log and "DONE" in log
+        client = lab.engine.client()
+        assert client.containers.list(all=True, filters={"name": "buildx_buildkit_builder-"}) == []
+    finally:
+        leaks = lab.down()
+    assert not leaks, leaks
