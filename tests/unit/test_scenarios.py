@@ -101,7 +101,8 @@ def test_qemu_buildx_observe_budget_and_uses():
     scenario = load("qemu-buildx")
     assert scenario.expect.observe == {"cache_growth_mb": Budget(50.0, "report"), "cpu_setup_pct": Budget(60.0, "report"),
                                        "cpu_setup_pct_warm": Budget(20.0, "report")}
-    assert set(scenario.expect.requires) == {"docker", "buildx", "privileged"}
+    assert set(scenario.expect.requires) == {"docker", "buildx", "buildkit", "privileged"}
+    assert "creating container buildx_buildkit_builder-" in scenario.expect.job_log_must  # the docker-container driver
     assert scenario.uses() == ("actions/checkout@v4", "docker/setup-qemu-action@v3", "docker/setup-buildx-action@v3")
 
 
