@@ -16,6 +16,7 @@ started inside the cell, so no warm-up could share it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from harness.cache_growth import WARM_UP_KEY, RepoStores, growth_finding, per_repo_mb
 from harness.cell import CellResult, NotRunnable
+from harness.evidence import Bundle
 from harness.outcome import Outcome
 from harness.scenarios import Scenario
 from harness.target import RunnerHandle
@@ -93,7 +95,23 @@ def run_warm(scenario: Scenario, handle: RunnerHandle, bundle_dir: Path, *, repo
         raise NotRunnable(why)
     warm_evidence = "never" if evidence == "never" else "always"  # kept under the cell: they hold the cold figures
     warm_ups = [run_one(handle, bundle_dir / WARM_UP_DIR / f"repo-{i}", warm_evidence) for i in range(1, repos)]
-    return conclude(scenario, run_one(handle, bundle_dir, evidence), warm_ups)
+    result = conclude(scenario, run_one(handle, bundle_dir, evidence), warm_ups)
+    if result.bundle is not None:
+        record_in_bundle(result)
+    return result
+
+
+def record_in_bundle(result: CellResult) -> None:
+    """The measured run's bundle was written before its warm-up figures were known: ``warm-up.json`` holds them
+    (and the cell's final outcome), ``result.json`` is the final result."""
+    assert result.bundle is not None
+    try:
+        bundle = Bundle(result.bundle)
+        bundle.json("warm-up.json", {"outcome": str(result.outcome), "reason": result.reason,
+                                     **result.observations[WARM_UP_KEY]})
+        bundle.text("result.json", json.dumps(result.to_json(), indent=2, default=str))
+    except OSError as exc:
+        result.error = (result.error or "") + f"\n(warm-up figures could not be added to {result.bundle}: {exc})"
 
 
 def conclude(scenario: Scenario, result: CellResult, warm_ups: Sequence[CellResult]) -> CellResult:

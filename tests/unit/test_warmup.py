@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.cell import CellResult, NotRunnable
@@ -127,3 +129,16 @@ def test_disruptive_cells_are_refused_before_any_run(name, tmp_path):
         run_warm(load(name), HANDLE, tmp_path, repos=3, evidence="always", run_one=runs)
     assert runs.calls == []
     assert refusal(load("qemu-buildx")) is None
+
+
+def test_the_measured_bundle_gets_the_warm_up_figures_and_the_final_result(tmp_path):
+    measured = result(2, cold=False, setup=1.2, cpu=12.0)
+    measured.bundle = tmp_path / "cell"
+    runs = Runs(result(1, cold=True, setup=9.5, cpu=58.0, error="API 502 after retries"), measured)
+    cell = warm(runs, tmp_path, repos=2, evidence="always")
+    figures = json.loads((tmp_path / "cell" / "warm-up.json").read_text())
+    assert figures["outcome"] == "inconclusive" and figures["reason"].startswith("warm-up run 1 of 2")
+    assert (figures["setup_seconds_cold"], figures["setup_seconds_warm"]) == (9.5, 1.2)
+    final = json.loads((tmp_path / "cell" / "result.json").read_text())
+    assert final["outcome"] == "inconclusive" and final["observations"]["warm_up"]["repos"] == 2
+    assert cell.outcome is Outcome.INCONCLUSIVE
