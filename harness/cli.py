@@ -28,7 +28,7 @@ DEFAULT_LAB = "default"
 def _versions(values: Sequence[str] | None, kind: str) -> list[Version]:
     if values:
         try:
-            return [Version.parse(v) for v in values]
+            return [Version.key(v) if kind == "forgejo-runner" else Version.parse(v) for v in values]
         except ValueError as exc:
             raise HarnessError(str(exc)) from None
     found = binaries.available(kind)
@@ -43,7 +43,7 @@ def _explicit(values: Sequence[str] | None) -> dict[Version, object]:
         version, sep, path = value.partition("=")
         if not sep:
             raise HarnessError(f"--runner-binary {value!r}: expected VERSION=PATH")
-        result[Version.parse(version)] = Path(path)
+        result[Version.key(version)] = Path(path)
     return result
 
 
@@ -196,7 +196,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from harness.rerun import changed_actions, read_bundle, rerun_values, run_on_lab, same_verdict
 
     bundle = read_bundle(Path(args.bundle))
-    version = Version.parse(args.runner_version) if args.runner_version else bundle.runner_version
+    version = Version.key(args.runner_version) if args.runner_version else bundle.runner_version
     given = {"forgejo-version": args.forgejo_version, "runner-binary": args.runner_binary,
              "seed-action": args.seed_action, "runner-config": args.runner_config, "actions-url": args.actions_url}
     values = rerun_values(bundle, given)

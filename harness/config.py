@@ -167,6 +167,14 @@ def _version(text: str, what: str) -> Version:
         raise ConfigError(f"{what}: {exc}") from None
 
 
+def _runner_key(text: str, what: str) -> Version:
+    """A runner version, or a build of one with a suffix (``12.1.2+fix``)."""
+    try:
+        return Version.key(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
 def _split_list(raw: Any) -> list[str]:
     if raw is None:
         return []
@@ -237,7 +245,7 @@ class _Raw:
 
 
 def _runner_axes(r: _Raw) -> dict[str, Any]:
-    binaries = {_version(v, r.where("runner-binary")): Path(p).expanduser()
+    binaries = {_runner_key(v, r.where("runner-binary")): Path(p).expanduser()
                 for v, p in r.pairs("runner-binary", "VERSION=PATH")}
     labels: dict[tuple[Version, str], str] = {}
     for item in _split_list(r.get("runner-label")):
@@ -245,10 +253,10 @@ def _runner_axes(r: _Raw) -> dict[str, Any]:
         version, sep2, kind = left.partition(":")
         if not (sep and sep2 and label) or kind not in ("native", "docker"):
             raise ConfigError(f"{r.where('runner-label')}: {item!r} is not VERSION:KIND=LABEL with KIND native|docker")
-        labels[(_version(version, r.where("runner-label")), kind)] = label
+        labels[(_runner_key(version, r.where("runner-label")), kind)] = label
     without: dict[Version, tuple[str, ...]] = {}
     for version, tool in r.pairs("runner-without", "VERSION=TOOL"):
-        v = _version(version, r.where("runner-without"))
+        v = _runner_key(version, r.where("runner-without"))
         without[v] = (*without.get(v, ()), tool)
     configs: dict[str, Path] = {}
     for name, path in r.pairs("runner-config", "NAME=FILE (NAME: a-z, 0-9, -)"):
@@ -257,7 +265,8 @@ def _runner_axes(r: _Raw) -> dict[str, Any]:
         if not Path(path).expanduser().is_file():
             raise ConfigError(f"{r.where('runner-config')}: {path} does not exist")
         configs[name] = Path(path).expanduser()
-    return {"runner_versions": tuple(_version(v, r.where("runner-version")) for v in _split_list(r.get("runner-version"))),
+    return {"runner_versions": tuple(_runner_key(v, r.where("runner-version"))
+                                     for v in _split_list(r.get("runner-version"))),
             "runner_binaries": binaries, "runner_labels": labels, "runner_without": without, "runner_configs": configs}
 
 
@@ -313,8 +322,8 @@ def _existing(r: _Raw, env: Mapping[str, str], axes: Mapping[str, Any]) -> dict[
 
 
 def _gate(r: _Raw) -> dict[str, Any]:
-    baseline = _version(r.get("baseline"), r.where("baseline")) if r.get("baseline") else None
-    candidate = _version(r.get("candidate"), r.where("candidate")) if r.get("candidate") else None
+    baseline = _runner_key(r.get("baseline"), r.where("baseline")) if r.get("baseline") else None
+    candidate = _runner_key(r.get("candidate"), r.where("candidate")) if r.get("candidate") else None
     compare_file = r.path("compare-baseline")
     if compare_file is not None:
         if not compare_file.is_file():

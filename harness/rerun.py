@@ -74,7 +74,7 @@ def read_bundle(path: Path) -> BundleInfo:
     if not (path / "scenario" / name / "workflow.yml").is_file():
         raise ConfigError(f"{path} lacks scenario/{name}/ (the scenario as used); it cannot be re-run")
     try:
-        version = Version.parse(str(manifest["runner"]["version"]))
+        version = Version.key(str(manifest["runner"]["version"]))
         forgejo = manifest.get("forgejo", {}).get("version")
         rules = tuple(v["rule"] for v in manifest.get("verdict", {}).get("violations", []))
     except (KeyError, TypeError, ValueError) as exc:

@@ -112,10 +112,12 @@ def reported_version(kind: str, path: Path) -> Version | None:
 
 
 def _check(kind: str, version: Version, path: Path, source: str) -> Binary:
+    """The binary for ``version``; a key with a suffix (``12.1.2+fix``) must print its release (12.1.2)."""
     got = reported_version(kind, path)
-    if got != version:
+    if got != version.release:
+        of = f" (the release of the build {version})" if version.suffix else ""
         raise ConfigError(
-            f"{kind} binary {path} (from {source}) reports version {got or 'none'}, not {version}; "
+            f"{kind} binary {path} (from {source}) reports version {got or 'none'}, not {version.release}{of}; "
             "refusing a mismatch"
         )
     return Binary(kind, version, path, source)
@@ -184,7 +186,9 @@ def resolve(
     template = url_template or os.environ.get(f"REGRESS_{kind.upper().replace('-', '_')}_URL") or DEFAULT_URLS[kind]
     if download is None:
         download = os.environ.get("REGRESS_ALLOW_DOWNLOAD", "") not in ("", "0", "false", "no")
-    if not download:
+    if version.suffix:
+        tried.append(f"download: {version} is a build of {version.release} (a suffix): only a release is published")
+    elif not download:
         tried.append(f"download: not allowed (--allow-download or REGRESS_ALLOW_DOWNLOAD=1 fetches {template})")
     else:
         url = template.format(version=version)

@@ -464,7 +464,7 @@ class LabRunner:
             KeyError, ValueError, TypeError: a corrupt state (the caller names the file).
         """
         runner = cls(
-            name=data["name"], binary=Binary("forgejo-runner", Version.parse(data["version"]), Path(data["binary"]),
+            name=data["name"], binary=Binary("forgejo-runner", Version.key(data["version"]), Path(data["binary"]),
                                              "lab.json"),
             dir=Path(data["dir"]), instance_url=data["instance_url"], labels=dict(data["labels"]),
             lab_id=data["lab_id"], capacity=int(data["capacity"]), bridge_ip=data["bridge_ip"],

@@ -274,3 +274,30 @@ def test_version_is_asked_once_per_file_and_again_when_it_changes(tmp_path):
 def test_a_corrupt_version_cache_is_ignored(tmp_path, own_cache, content):
     (own_cache / "versions.json").write_text(content)
     assert resolve("forgejo-runner", V12, directory=runner_binary(tmp_path / "bin").parent).version == V12
+
+
+# -- a build of a release (a key with a suffix) ------------------------------------------------------------
+
+FIX = Version(12, 1, 2, "fix")
+
+
+def test_a_build_with_a_suffix_is_checked_against_its_release(tmp_path):
+    path = fake_binary(tmp_path / "patched" / "forgejo-runner", "forgejo-runner version v12.1.2")
+    found = resolve("forgejo-runner", FIX, explicit={FIX: path}, directory=tmp_path)
+    assert found == Binary("forgejo-runner", FIX, path, "path")
+    assert resolve("forgejo-runner", V12, explicit={FIX: path, V12: path}, directory=tmp_path).version == V12
+
+
+def test_a_build_reporting_another_release_is_refused(tmp_path):
+    path = fake_binary(tmp_path / "patched", "forgejo-runner version v12.1.1")
+    with pytest.raises(ConfigError, match=r"reports version 12\.1\.1, not 12\.1\.2 \(the release of the build "
+                                          r"12\.1\.2\+fix\); refusing a mismatch"):
+        resolve("forgejo-runner", FIX, explicit={FIX: path}, directory=tmp_path)
+
+
+def test_a_build_is_never_downloaded(tmp_path):
+    with pytest.raises(BinaryNotFound) as info:
+        resolve("forgejo-runner", FIX, directory=tmp_path, download=True)  # no_network: a request would fail
+    message = str(info.value)
+    assert "12.1.2+fix is a build of 12.1.2 (a suffix): only a release is published" in message
+    assert "--runner-binary 12.1.2+fix=PATH" in message

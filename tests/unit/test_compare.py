@@ -385,3 +385,16 @@ def test_cell_from_json_reads_the_class():
               "class_evidence": {"why": "…", "lines": [], "timings": {}}}
     assert Cell.from_json(record).failure_class == "finalization-lost"
     assert Cell.from_json({"scenario": "s", "runner": CAND, "outcome": "pass"}).failure_class is None
+
+
+def test_gate_and_table_use_the_whole_key_of_a_patched_build():
+    fix = "12.1.2+fix"
+    cells = [cell(runner=CAND), cell(runner=fix, outcome=F, violations=["post-step-failed"]),
+             cell("docker-checkout", runner=CAND, outcome=F, violations=["unexpected-job-result"]),
+             cell("docker-checkout", runner=fix)]
+    findings = gate(cells, CAND, fix)
+    assert kinds(findings) == {"native-checkout": REGRESSION, "docker-checkout": FIXED}
+    native = next(f for f in findings if f.scenario == "native-checkout")
+    assert native.why.startswith("12.1.2 passed, 12.1.2+fix failed"), native.why
+    header = markdown_table(cells).splitlines()[0]
+    assert "| 12.1.2 |" in header and "| 12.1.2+fix |" in header

@@ -264,3 +264,13 @@ def test_warm_up_options():
         settings(warm_up=True, warm_up_repos="1")
     with pytest.raises(ConfigError, match=r"--warm-up-repos \(test\): needs --warm-up"):
         settings(warm_up_repos="3")
+
+
+def test_runner_keys_with_a_suffix(tmp_path):
+    fix = Version(12, 1, 2, "fix")
+    s = settings(runner_binary=[f"12.1.2+fix={tmp_path}/r"], runner_without=["12.1.2+fix=git"],
+                 baseline="12.1.2", candidate="12.1.2+fix")
+    assert s.runner_binaries == {fix: tmp_path / "r"} and s.runner_without == {fix: ("git",)}
+    assert (s.baseline, s.candidate) == (Version(12, 1, 2), fix)
+    assert s.versions_to_run([]) == (Version(12, 1, 2), fix)
+    assert "not a runner version: '12.1.2-fix'" in _error(runner_version=["12.1.2-fix"])

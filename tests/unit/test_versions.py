@@ -55,3 +55,23 @@ def test_find_version_none():
 def test_recorded_server_versions(recording):
     answer = recording.api("/api/v1/version")[0]["response_body"]["version"]
     assert str(Version.parse(answer)) == recording.forgejo == recording.meta["forgejo_version"]
+
+
+def test_runner_key_with_a_suffix_is_another_runner_of_that_release():
+    fix = Version.key("12.1.2+fix")
+    assert fix == Version(12, 1, 2, "fix") and str(fix) == "12.1.2+fix"
+    assert fix != Version(12, 1, 2) and fix.release == Version(12, 1, 2) and Version(12, 1, 2).release == Version(12, 1, 2)
+    assert Version(12, 1, 2) < fix < Version(12, 1, 3)
+    assert Version.key("v11.3.1") == Version(11, 3, 1) and Version.key("12.1.2+pr_123.2").suffix == "pr_123.2"
+    assert len({fix, Version.key("12.1.2+fix"), Version(12, 1, 2)}) == 2
+
+
+@pytest.mark.parametrize("text", ["12.1.2-fix", "12.1.2+", "12.1.2+a-b", "12.1.2+gitea-1.22.0", "12.1", "fix"])
+def test_runner_key_rejects(text):
+    with pytest.raises(ValueError, match="not a runner version"):
+        Version.key(text)
+
+
+def test_parse_still_drops_build_metadata():
+    assert Version.parse("11.0.15+gitea-1.22.0") == Version(11, 0, 15)
+    assert Version.parse("12.1.2+fix").suffix == ""
