@@ -32,7 +32,7 @@ class Version:
         """
         match = _KEY.match(text.strip())
         if not match:
-            raise ValueError(f"not a runner version: {text!r} (expected MAJOR.MINOR.PATCH, e.g. 12.1.2, or a build "
+            raise ValueError(f"not a version: {text!r} (expected MAJOR.MINOR.PATCH, e.g. 12.1.2, or a runner build "
                              "of it with a suffix, e.g. 12.1.2+fix)")
         return cls(int(match[1]), int(match[2]), int(match[3]), match[4] or "")
 

@@ -273,4 +273,4 @@ def test_runner_keys_with_a_suffix(tmp_path):
     assert s.runner_binaries == {fix: tmp_path / "r"} and s.runner_without == {fix: ("git",)}
     assert (s.baseline, s.candidate) == (Version(12, 1, 2), fix)
     assert s.versions_to_run([]) == (Version(12, 1, 2), fix)
-    assert "not a runner version: '12.1.2-fix'" in _error(runner_version=["12.1.2-fix"])
+    assert "not a version: '12.1.2-fix'" in _error(runner_version=["12.1.2-fix"])
