@@ -124,6 +124,8 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
     if scenario.expect.slow_actions is not None and handle.lab_runner is None:
         raise NotRunnable("needs the slow action server on this machine's loopback, which only a lab runner "
                           "reaches")
+    if scenario.expect.heavy is not None and handle.lab_runner is None:
+        raise NotRunnable("needs heavy stand-in actions seeded into the lab and a lab runner to measure")
     return label
 
 
@@ -159,8 +161,8 @@ def run_cell(
             try:
                 run.own_runner_if_disruptive()
                 with cell.observing:
-                    slow = SlowActions(target.url, scenario.expect.slow_actions) if scenario.expect.slow_actions \
-                        else None
+                    slow = SlowActions(target.url, scenario.expect.slow_actions, scenario.expect.slow_bandwidth) \
+                        if scenario.expect.slow_actions else None
                     run.observers = choose(cell, Commands(log_command, stall_command), slow)
                     for observer in run.observers:
                         observer.before(cell)
@@ -221,7 +223,8 @@ class CellRun:
         else's job runs on it meanwhile, so parallel cells give the verdicts of a serial run)."""
         cell = self.cell
         expect, lab, shared = cell.scenario.expect, cell.target.lab, cell.handle.lab_runner
-        if lab is None or shared is None or (expect.control is None and expect.slow_actions is None):
+        if lab is None or shared is None or (expect.control is None and expect.slow_actions is None
+                                             and expect.heavy is None):  # heavy: measures its runner's concurrency
             return
         cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify)
         cell.label = self.result.label = cell.handle.runs_on(cell.scenario.expect.kind) or cell.label

@@ -48,6 +48,8 @@ MARKERS = (  # the one place markers are registered: a user's project with --str
     "selfcheck: a scenario that exists to prove the judge (it lists its expected violations)",
     "lab: needs the lab binaries (forgejo and forgejo-runner); skipped with the reason when they do not resolve",
     "docker: needs a Docker engine (the user's or the lab's dockerd)",
+    "faults: a scenario that disturbs its private runner's surroundings (fault proxy, heavy actions) and names the "
+    "failure class it expects per version",
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError
+from harness.faults.heavy_action import HeavySpec
 from harness.forgejo.models import Status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +20,7 @@ ACTIONS_DIR = ROOT / "fixtures" / "actions"
 LABEL_PLACEHOLDER = "__RUNS_ON__"
 SLOW_ACTIONS_PLACEHOLDER = "__SLOW_ACTIONS_URL__"  # `uses: __SLOW_ACTIONS_URL__/owner/name@ref` (slow_actions)
 KINDS = ("native", "docker")
+MARKERS = ("regression", "selfcheck", "faults")
 SEVERITIES = ("fail", "report")
 REQUIREMENTS = ("docker", "buildx", "buildkit", "privileged", "lab")
 
@@ -37,6 +39,48 @@ class RunnerControl:
 
     on_log: str
     signal: str = "KILL"
+
+
+@dataclass(frozen=True)
+class HeavyActions:
+    """``heavy_actions:`` (heavy stand-ins, :mod:`harness.faults.heavy_action`, seeded into the lab when the
+    cell runs, never at boot) and ``setup_budget_relative:`` ("Set up job" of each job against ``factor`` ×
+    that of a one-job baseline workflow of the scenario folder, run first on the same runner)."""
+
+    repos: tuple[str, ...]
+    shape: HeavySpec
+    baseline: str | None = None  # a workflow file name in the scenario folder, without .yml
+    factor: float | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], where: str) -> HeavyActions | None:
+        """The two keys of expect.yml (None when the scenario has neither).
+
+        Raises:
+            ConfigError: malformed keys, or a relative budget without heavy actions.
+        """
+        heavy, relative = data.get("heavy_actions"), data.get("setup_budget_relative")
+        if heavy is None and relative is None:
+            return None
+        if not isinstance(heavy, Mapping) or set(heavy) != {"repos", "shape"}:
+            raise ConfigError(f"{where}: heavy_actions takes repos (owner/name, seeded when the cell runs) and shape "
+                              "(refs, commits, bundle_kb, churn, ref_kind, marker)")
+        repos = tuple(str(r) for r in heavy["repos"] or ())
+        if not repos or any(r.count("/") != 1 for r in repos):
+            raise ConfigError(f"{where}: heavy_actions.repos must list owner/name repositories")
+        shape = HeavySpec.parse(dict(heavy["shape"] or {}), f"{where}: heavy_actions.shape")
+        if relative is None:
+            return cls(repos, shape)
+        if not isinstance(relative, Mapping) or set(relative) != {"baseline", "factor"}:
+            raise ConfigError(f"{where}: setup_budget_relative takes baseline (a one-job workflow of this folder, "
+                              "without .yml) and factor")
+        try:
+            factor = float(relative["factor"])
+        except (TypeError, ValueError):
+            factor = 0.0
+        if factor <= 0:
+            raise ConfigError(f"{where}: setup_budget_relative.factor must be a positive number")
+        return cls(repos, shape, str(relative["baseline"]), factor)
 
 
 @dataclass(frozen=True)
@@ -62,6 +106,8 @@ class Expect:
     dispatch: bool
     slow_actions: float | None = None  # seconds added to every request of the action fetch
     jobs: Mapping[str, Status] = field(default_factory=dict)  # per job id, overrides ``job`` (several jobs)
+    slow_bandwidth: float | None = None  # KB/s of the slow action server's answers (slow_actions.bandwidth_kbps)
+    heavy: HeavyActions | None = None  # heavy stand-in actions seeded when the cell runs; a relative setup budget
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -74,6 +120,7 @@ class Expect:
         unknown = set(data) - {
             "kind", "marker", "job", "steps", "continue_on_error", "post_steps", "setup_budget", "log_markers",
             "observe", "expected_violations", "requires", "runner_control", "dispatch", "slow_actions", "jobs",
+            "heavy_actions", "setup_budget_relative",
         }
         if unknown:
             raise fail(f"unknown keys {sorted(unknown)}")
@@ -81,8 +128,8 @@ class Expect:
         if kind not in KINDS:
             raise fail(f"kind must be one of {KINDS}, not {kind!r}")
         marker = data.get("marker", "regression")
-        if marker not in ("regression", "selfcheck"):
-            raise fail(f"marker must be regression or selfcheck, not {marker!r}")
+        if marker not in MARKERS:
+            raise fail(f"marker must be one of {MARKERS}, not {marker!r}")
 
         def status(value: Any, key: str) -> Status:
             parsed = Status.parse(value)
@@ -130,9 +177,13 @@ class Expect:
                 raise fail("runner_control.signal must be KILL, STOP or TERM")
             control = RunnerControl(str(rc["on_log"]), str(rc.get("signal", "KILL")))
         slow = data.get("slow_actions")
-        if slow is not None and (not isinstance(slow, Mapping) or set(slow) != {"delay"}):
-            raise fail("slow_actions takes one key, delay (seconds added to each request of the action fetch)")
+        if slow is not None and (not isinstance(slow, Mapping) or "delay" not in slow
+                                 or set(slow) - {"delay", "bandwidth_kbps"}):
+            raise fail("slow_actions takes delay (seconds added to each request of the action fetch) and optionally "
+                       "bandwidth_kbps (KB/s of its answers)")
         slow_delay = seconds(slow["delay"], "slow_actions.delay") if slow is not None else None
+        bandwidth = seconds(slow["bandwidth_kbps"], "slow_actions.bandwidth_kbps") if slow and "bandwidth_kbps" in slow \
+            else None
         expected = tuple(data.get("expected_violations") or ())
         if marker == "selfcheck" and not expected:
             raise fail("a selfcheck scenario must list its expected_violations")
@@ -160,6 +211,8 @@ class Expect:
             dispatch=bool(data.get("dispatch", False)),
             slow_actions=slow_delay,
             jobs=jobs,
+            slow_bandwidth=bandwidth,
+            heavy=HeavyActions.parse(data, where),
             raw=data,
         )
 
@@ -192,6 +245,15 @@ class Scenario:
                 raise ConfigError(f"scenario {self.name}: {SLOW_ACTIONS_PLACEHOLDER} needs the slow action server")
             text = text.replace(SLOW_ACTIONS_PLACEHOLDER, slow_actions_url.rstrip("/"))
         return text
+
+    def render_baseline(self, label: str, slow_actions_url: str | None = None) -> str | None:
+        """The baseline workflow of ``setup_budget_relative`` (a file of the scenario folder), rendered like the
+        scenario's own; None when the scenario has none."""
+        heavy = self.expect.heavy
+        if heavy is None or heavy.baseline is None:
+            return None
+        other = Scenario(self.name, self.path, (self.path / f"{heavy.baseline}.yml").read_text(), self.expect, "")
+        return other.render(label, slow_actions_url)
 
     def uses(self) -> tuple[str, ...]:
         """The ``uses:`` references of the workflow (actions the runner must fetch), as ``owner/name@ref``
@@ -246,6 +308,10 @@ def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
     if unknown_jobs:
         raise ConfigError(f"{path / 'expect.yml'}: jobs names {unknown_jobs}, which workflow.yml does not define "
                           f"(its jobs: {list(job_ids)})")
+    heavy = expect.heavy
+    if heavy is not None and heavy.baseline is not None and not (path / f"{heavy.baseline}.yml").is_file():
+        raise ConfigError(f"{path / 'expect.yml'}: setup_budget_relative.baseline {heavy.baseline!r} names no workflow "
+                          f"{heavy.baseline}.yml in {path}")
     if slow_placeholder != (expect.slow_actions is not None):
         raise ConfigError(f"{path}: {SLOW_ACTIONS_PLACEHOLDER} in workflow.yml and slow_actions in expect.yml go "
                           "together")

@@ -48,13 +48,14 @@ class Forwarded:
 class SlowHttpProxy:
     """Forward every request to ``upstream`` after ``delay`` seconds; ``url`` is where it listens."""
 
-    def __init__(self, upstream: str, delay: float, *, timeout: float = 60.0) -> None:
+    def __init__(self, upstream: str, delay: float, *, timeout: float = 60.0, bandwidth: float | None = None) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"the slow action server forwards to http:// URLs only, not {upstream!r}")
         self.upstream_host = parsed.hostname
         self.upstream_port = parsed.port or 80
         self.delay = delay
+        self.bandwidth = bandwidth  # bytes per second of each answer's body (None: as fast as loopback goes)
         self.timeout = timeout
         self.forwarded: list[Forwarded] = []
         self._lock = threading.Lock()
@@ -112,7 +113,7 @@ class SlowHttpProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(payload)
+                    proxy._send(self.wfile, payload)
                 with proxy._lock:
                     proxy.forwarded.append(Forwarded(self.command, self.path, status, len(payload), proxy.delay,
                                                      round(time.monotonic() - t0, 3)))
@@ -140,6 +141,18 @@ class SlowHttpProxy:
         self._thread.start()
         return self
 
+    def _send(self, out: Any, payload: bytes) -> None:
+        """Write an answer's body, at ``bandwidth`` bytes per second when one is set (in 16 KB slices)."""
+        if not self.bandwidth:
+            out.write(payload)
+            return
+        t0, step = time.monotonic(), 16384
+        for offset in range(0, len(payload), step):
+            out.write(payload[offset:offset + step])
+            ahead = t0 + (offset + step) / self.bandwidth - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
     def stop(self) -> None:
         """Stop listening (idempotent), after the requests in flight are answered (at most the
         ``proxy_settle`` budget beyond their delay), so the log is complete."""
@@ -159,7 +172,7 @@ class SlowHttpProxy:
     def summary(self) -> dict[str, Any]:
         """Delay, request count and the time the delays added (for the cell's observations)."""
         with self._lock:
-            return {"delay": self.delay, "requests": len(self.forwarded),
+            return {"delay": self.delay, "bandwidth": self.bandwidth, "requests": len(self.forwarded),
                     "added_seconds": round(self.delay * len(self.forwarded), 2),
                     "statuses": sorted({f.status for f in self.forwarded})}
 

@@ -13,6 +13,7 @@ git runs against Forgejo and no token is handed to git.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError, LabError
+from harness.faults.heavy_action import HeavySpec, copy_repo, heavy_repo
 from harness.forgejo.client import ForgejoClient
 from harness.paths import actions_cache_dir
 from harness.scenarios import ACTIONS_DIR
@@ -254,3 +256,27 @@ def refs_from_uses(uses: Iterable[str]) -> dict[str, set[str]]:
         if len(parts) >= 2:
             refs.setdefault(f"{parts[0]}/{parts[1]}", set()).add(ref)
     return refs
+
+
+def seed_heavy(client: ForgejoClient, repo_root: Path, repos: Iterable[str], spec: HeavySpec,
+               lock: Path) -> list[Seeded]:
+    """Seed heavy stand-ins (:mod:`harness.faults.heavy_action`) into a running lab, when a heavy cell runs:
+    the repository for ``spec`` is built once into the cache, copied under ``repo_root`` as each of ``repos`` and
+    adopted. A repository already there (an earlier cell of this lab) is kept; ``lock`` (a file) serialises
+    processes seeding the same lab.
+    """
+    built = heavy_repo(spec)
+    seeded = []
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        for repo in repos:
+            owner, name = repo.split("/")
+            dest = repo_root / owner.lower() / f"{name.lower()}.git"
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                client.create_org(owner)
+                copy_repo(built.path, dest)
+                client.adopt_repo(owner, name)
+                client.set_private(owner, name, False)
+            seeded.append(Seeded(repo, f"heavy stand-in: {spec.describe()}", built.head, ("main", "v1")))
+    return seeded

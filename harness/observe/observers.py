@@ -534,8 +534,8 @@ class SlowActions(Quiet):
 
     name = "slow-actions"
 
-    def __init__(self, upstream: str, delay: float) -> None:
-        self.proxy = SlowHttpProxy(upstream, delay)
+    def __init__(self, upstream: str, delay: float, bandwidth_kbps: float | None = None) -> None:
+        self.proxy = SlowHttpProxy(upstream, delay, bandwidth=bandwidth_kbps * 1024 if bandwidth_kbps else None)
 
     @property
     def url(self) -> str:
@@ -587,6 +587,10 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> lis
     """The observers this cell's runner allows."""
     runner = cell.handle.lab_runner
     observers: list[Observer] = [slow] if slow is not None else []
+    if cell.scenario.expect.heavy is not None:  # seeds and runs its baseline before the other observers' snapshots
+        from harness.observe.heavy import HeavyActionsObserver
+
+        observers.append(HeavyActionsObserver(cell.scenario.expect.heavy, slow.url if slow is not None else None))
     observers.append(RunnerIdentity(str(cell.handle.version).split("+")[0], check=runner is None))
     if runner is not None:
         stores = Stores(runner)

@@ -27,7 +27,7 @@ def test_get_and_post_are_forwarded_late_with_their_bodies(httpserver):
     assert refs.headers["Content-Type"] == "application/x-git-upload-pack-advertisement"
     assert pack.content == b"PACK-bytes"
     assert elapsed >= 0.6
-    assert proxy.summary() == {"delay": 0.3, "requests": 2, "added_seconds": 0.6, "statuses": [200]}
+    assert proxy.summary() == {"delay": 0.3, "bandwidth": None, "requests": 2, "added_seconds": 0.6, "statuses": [200]}
     lines = proxy.log().splitlines()
     assert lines[0].startswith("GET /o/r.git/info/refs?service=git-upload-pack → 200, 30 bytes")
     assert lines[1].startswith("POST /o/r.git/git-upload-pack → 200, 10 bytes") and "(delay 0.3s)" in lines[1]
@@ -68,3 +68,27 @@ def test_stop_closes_the_port(httpserver):
     proxy.stop()  # idempotent
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/x", timeout=2)
+
+
+def test_bandwidth_paces_the_answer_body(httpserver, monkeypatch):
+    body = bytes(range(256)) * 400  # 100 KB
+    httpserver.expect_request("/pack").respond_with_data(body)
+    clock = {"now": 1000.0, "slept": 0.0}
+
+    class FakeTime:  # a clock that moves only when the proxy sleeps: no real waiting, an exact figure
+        @staticmethod
+        def monotonic() -> float:
+            return clock["now"]
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            clock["now"] += seconds
+            clock["slept"] += seconds
+
+    monkeypatch.setattr("harness.faults.slow_http.time", FakeTime)
+    with SlowHttpProxy(httpserver.url_for("/"), delay=0, bandwidth=50_000) as proxy:
+        reply = requests.get(proxy.url + "/pack", timeout=10)
+    assert reply.content == body  # whole, in order, across the 16 KB slices
+    slices = -(-len(body) // 16384)
+    assert clock["slept"] == pytest.approx(slices * 16384 / 50_000)  # 100 KB at 50 KB/s: ~2 s of pacing asked
+    assert proxy.summary()["bandwidth"] == 50_000
