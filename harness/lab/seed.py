@@ -276,7 +276,14 @@ def seed_heavy(client: ForgejoClient, repo_root: Path, repos: Iterable[str], spe
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 client.create_org(owner)
                 copy_repo(built.path, dest)
+                # adopted with main and v1 only (Forgejo would record every tag as a release: 3,000 take ~15 s
+                # each repository), then every ref is back on disk, where git serves them from
+                refs = (dest / "packed-refs").read_text()
+                (dest / "packed-refs").write_text("".join(
+                    line + "\n" for line in refs.splitlines()
+                    if line.startswith("#") or line.endswith((" refs/heads/main", " refs/tags/v1"))))
                 client.adopt_repo(owner, name)
+                (dest / "packed-refs").write_text(refs)
                 client.set_private(owner, name, False)
             seeded.append(Seeded(repo, f"heavy stand-in: {spec.describe()}", built.head, ("main", "v1")))
     return seeded

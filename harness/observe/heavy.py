@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,7 @@ class HeavyActionsObserver(Quiet):
     """Seeds the heavy stand-ins; runs the baseline workflow; judges each job against the relative budget."""
 
     spec: HeavyExpect
-    slow_url: str | None = None
+    slow_url: Callable[[], str | None] = lambda: None  # the slow action server's URL, once it listens
     name: str = "heavy-actions"
     seeded: list[Seeded] = field(default_factory=list)
     seed_seconds: float | None = None
@@ -97,7 +98,7 @@ class HeavyActionsObserver(Quiet):
                     f"{self.seed_seconds:.1f}s")
         self.sampler = cpu_obs.CpuSampler(runner.pid, [runner.cache_pid]).start()
         cell.observing.callback(self.sampler.stop)
-        workflow = cell.scenario.render_baseline(cell.label, self.slow_url)
+        workflow = cell.scenario.render_baseline(cell.label, self.slow_url())
         if workflow is not None:
             self._run_baseline(cell, workflow)
 

@@ -590,7 +590,8 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> lis
     if cell.scenario.expect.heavy is not None:  # seeds and runs its baseline before the other observers' snapshots
         from harness.observe.heavy import HeavyActionsObserver
 
-        observers.append(HeavyActionsObserver(cell.scenario.expect.heavy, slow.url if slow is not None else None))
+        observers.append(HeavyActionsObserver(cell.scenario.expect.heavy, (lambda: slow.url) if slow is not None
+                                              else lambda: None))  # the slow server starts in its own before()
     observers.append(RunnerIdentity(str(cell.handle.version).split("+")[0], check=runner is None))
     if runner is not None:
         stores = Stores(runner)
