@@ -10,12 +10,14 @@ action at a time behind a global lock (v11) makes the second job wait ≈ one mo
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from harness.budgets import BUDGETS, Budgets
 from harness.errors import HarnessError
 from harness.forgejo.client import RepoFile
 from harness.forgejo.models import JobView, Status
@@ -26,6 +28,11 @@ from harness.observe.base import CellScope, Done, Findings, Quiet
 from harness.scenarios import HeavyActions as HeavyExpect
 from harness.verdict import Violation, setup_window
 from harness.watch import RunWatch
+
+if TYPE_CHECKING:
+    from harness.target import Target
+
+Notify = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -103,27 +110,17 @@ class HeavyActionsObserver(Quiet):
             self._run_baseline(cell, workflow)
 
     def _run_baseline(self, cell: CellScope, workflow: str) -> None:
-        target = cell.target
-        name = f"{cell.scenario.name}-baseline-{cell.handle.key}-{uuid.uuid4().hex[:8]}"
-        target.client.create_repo(name, owner=target.org)
-        cell.teardown.callback(_delete, cell, name)
-        target.client.commit_files(target.owner, name, [RepoFile(".forgejo/workflows/baseline.yml", workflow.encode())],
-                                   f"regress: {cell.scenario.name} baseline")
-        ref = JobRef(target.owner, name, 1)
-        watch = RunWatch(target.web, lambda: target.client.tasks(ref.owner, ref.repo), ref, cell.label, cell.budgets,
-                         cell.notify, interval=1.0)
-        watch.appear()
-        watch.picked()
-        view = watch.done()
-        views = watch.final_views()
-        if view.job_status(0) is not Status.SUCCESS:
-            raise HarnessError(f"the baseline run {target.owner}/{name} (one cold job) ended {view.job_status(0)}: the "
-                               "relative setup budget has nothing to stand on")
-        samples = list(self.sampler.samples) if self.sampler else []
-        self.baseline = setup_figures(views[:1], samples, ("baseline",))[0]
-        self.baseline_log = "\n".join(f"{line.timestamp:.3f} {line.message}" for v in views for line in v.log_lines())
+        assert self.sampler is not None
+        run = run_once(cell.target, cell.label, workflow, f"{cell.scenario.name}-baseline-{cell.handle.key}",
+                       self.sampler, budgets=cell.budgets, notify=cell.notify)
+        cell.teardown.callback(_delete, cell.target, run.repo)
+        self.baseline_log = run.log
+        if run.status is not Status.SUCCESS:
+            raise HarnessError(f"the baseline run {run.repo} (one cold job) ended {run.status}: the relative setup "
+                               "budget has nothing to stand on")
+        self.baseline = SetupFigure("baseline", run.figures[0].seconds, run.figures[0].cpu_pct, run.figures[0].window)
         if self.baseline.seconds is None:
-            raise HarnessError(f"the baseline run {target.owner}/{name} has no 'Set up job' window in its job view")
+            raise HarnessError(f"the baseline run {run.repo} has no 'Set up job' window in its job view")
         cell.notify(f"baseline (one cold job): 'Set up job' {self.baseline.seconds:.1f}s")
 
     def after(self, done: Done) -> Findings:
@@ -153,6 +150,41 @@ class HeavyActionsObserver(Quiet):
         return Findings(tuple(violations), {"heavy_actions": observed}, evidence=evidence)
 
 
-def _delete(cell: CellScope, name: str) -> None:
+@dataclass(frozen=True)
+class OneRun:
+    """One workflow pushed and watched to its end outside a cell (a baseline, a bench measurement)."""
+
+    repo: str  # owner/name
+    status: Status  # job 0's
+    figures: tuple[SetupFigure, ...]  # per job
+    log: str  # every job's log lines, with their timestamps
+
+
+def run_once(target: Target, label: str, workflow: str, name: str, sampler: cpu_obs.CpuSampler, *,
+             budgets: Budgets = BUDGETS, notify: Notify = lambda s: None) -> OneRun:
+    """Push ``workflow`` (rendered) into a new repository, watch the run to its end, and return each job's
+    "Set up job" seconds and CPU (from ``sampler``'s samples). The repository is left for the caller to delete.
+
+    Raises:
+        HarnessError: a push or a watch failed (PollTimeout: a named budget ran out).
+    """
+    repo = re.sub(r"[^A-Za-z0-9-]", "-", f"{name}-{uuid.uuid4().hex[:8]}")
+    target.client.create_repo(repo, owner=target.org)
+    target.client.commit_files(target.owner, repo, [RepoFile(".forgejo/workflows/run.yml", workflow.encode())],
+                               f"regress: {name}")
+    ref = JobRef(target.owner, repo, 1)
+    watch = RunWatch(target.web, lambda: target.client.tasks(ref.owner, ref.repo), ref, label, budgets, notify,
+                     interval=1.0)
+    watch.appear()
+    watch.picked()
+    view = watch.done()
+    views = watch.final_views()
+    names = tuple(j.name for j in view.jobs)
+    figures = tuple(setup_figures(views, list(sampler.samples), names))
+    log = "\n".join(f"{line.timestamp:.3f} {line.message}" for v in views for line in v.log_lines())
+    return OneRun(f"{target.owner}/{repo}", view.job_status(0), figures, log)
+
+
+def _delete(target: Target, repo: str) -> None:
     with contextlib.suppress(HarnessError):
-        cell.target.client.delete_repo(cell.target.owner, name)
+        target.client.delete_repo(*repo.split("/", 1))
