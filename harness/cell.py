@@ -362,6 +362,7 @@ class CellRun:
             tasks=done.tasks if done else (), error=result.error, selfcheck_problem=result.selfcheck_problem,
             runner_log=self.findings.runner_log, timings=result.timings,
             zombie_timeout=parse_go_duration(str(timeout)) if timeout else None))
+        self.cell.failure_class = result.classification.name if result.classification else None
 
     def write_evidence(self, bundle_dir: Path, evidence: str) -> None:
         """The bundle, when asked for; a failure to write it is said, and never stops the clean-up."""

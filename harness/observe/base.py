@@ -52,6 +52,8 @@ class CellScope:
     repo: str = ""
     disposable: bool = False  # a private runner, stopped at the cell's end: never restarted
     restart_registered: bool = False  # the disturbed runner's restart is on ``teardown`` already
+    marks: dict[str, float] = field(default_factory=dict)  # named moments (epoch s) for cpu.png: fault, stall, signal
+    failure_class: str | None = None  # set once the cell is classified (harness.classify), before the evidence
 
 
 @dataclass(frozen=True)

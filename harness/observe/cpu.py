@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +113,41 @@ def write_csv(samples: Sequence[Sample], path: Path) -> None:
     path.write_text("t,runner_pct,tree_pct\n" + "".join(f"{s.t:.3f},{s.runner_pct:.1f},{s.tree_pct:.1f}\n" for s in samples))
 
 
-def write_png(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]], path: Path) -> str | None:
-    """A small plot of the samples with the phases shaded; None when written, else why not."""
+PHASE_COLOURS = {"setup": "#fde2e2", "steps": "#e2f0fd", "complete": "#e5fde2"}
+SPARE_COLOURS = ("#fdf5e2", "#efe2fd", "#e2fdf8", "#eeeeee")
+MARK_COLOURS = ("#c0392b", "#8e44ad", "#d35400", "#2c3e50")
+MIN_SPAN = 0.05  # seconds: a phase shorter than this is still drawn
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What cpu.png shows, in seconds since the first sample: shaded phases, marked moments, the title."""
+
+    title: str
+    spans: tuple[tuple[str, float, float, str], ...]  # (phase, start, end, colour)
+    marks: tuple[tuple[str, float, str], ...]  # (label, at, colour)
+
+
+def layout(samples: Sequence[Sample], bounds: Mapping[str, tuple[float, float]], *, title: str = "",
+           marks: Mapping[str, float] | None = None) -> Layout:
+    """Every phase as a span at least :data:`MIN_SPAN` wide (a phase after the last sample stays: the axis
+    widens to it), every mark as a labelled line."""
+    t0 = samples[0].t if samples else min((a for a, _ in bounds.values()), default=0.0)
+    spare = iter(SPARE_COLOURS * 4)
+    spans = tuple((phase, round(start - t0, 3), round(max(end, start + MIN_SPAN) - t0, 3),
+                   PHASE_COLOURS.get(phase) or next(spare)) for phase, (start, end) in bounds.items())
+    lines = tuple((f"{name} ({moment - t0:.1f}s)", round(moment - t0, 3), colour)
+                  for (name, moment), colour in zip((marks or {}).items(), MARK_COLOURS * 4, strict=False))
+    return Layout(title, spans, lines)
+
+
+def write_png(samples: Sequence[Sample], bounds: Mapping[str, tuple[float, float]], path: Path, *,
+              title: str = "", marks: Mapping[str, float] | None = None) -> str | None:
+    """A small plot of the samples with every phase shaded; None when written, else why not.
+
+    ``title``: e.g. scenario, runner, version and failure class. ``marks``: named moments (epoch
+    seconds) drawn as vertical lines, e.g. ``{"fault": t, "stall": t}`` (see :func:`layout`).
+    """
     try:
         import matplotlib
 
@@ -124,14 +157,20 @@ def write_png(samples: Sequence[Sample], bounds: dict[str, tuple[float, float]],
         return "matplotlib is not installed (pip install 'forgejo-runner-regress[plot]')"
     if not samples:
         return "no samples"
+    plan = layout(samples, bounds, title=title, marks=marks)
     t0 = samples[0].t
-    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
-    ax.plot([s.t - t0 for s in samples], [s.runner_pct for s in samples], label="runner")
-    ax.plot([s.t - t0 for s in samples], [s.tree_pct for s in samples], label="runner + children + cache server")
-    for (phase, (start, end)), color in zip(bounds.items(), ("#fde2e2", "#e2f0fd", "#e5fde2"), strict=False):
-        ax.axvspan(start - t0, max(end, start + 0.05) - t0, color=color, label=phase)
+    fig, ax = plt.subplots(figsize=(7, 2.8), dpi=100)
+    for phase, start, end, colour in plan.spans:
+        ax.axvspan(start, end, color=colour, label=phase, zorder=0)
+    ax.plot([s.t - t0 for s in samples], [s.runner_pct for s in samples], label="runner", zorder=2)
+    ax.plot([s.t - t0 for s in samples], [s.tree_pct for s in samples], label="runner + children + cache server",
+            zorder=2)
+    for label, at, colour in plan.marks:
+        ax.axvline(at, color=colour, linestyle="--", linewidth=1.2, label=label, zorder=3)
     ax.set_xlabel("seconds")
     ax.set_ylabel("% of one core")
+    if plan.title:
+        ax.set_title(plan.title, fontsize=8)
     ax.legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)

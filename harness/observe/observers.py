@@ -52,8 +52,12 @@ def phase_bounds(view: JobView | None) -> dict[str, tuple[float, float]]:
     if middle:
         bounds["steps"] = (min(middle), max(middle))
     last = view.steps[-1]
-    if last.lines and last is not view.steps[0]:
-        bounds["complete"] = (last.lines[0].timestamp, last.lines[-1].timestamp)
+    if last is not view.steps[0]:  # "Complete job" runs to the task's end (a frozen runner's: to the stop)
+        start = last.lines[0].timestamp if last.lines else last.started
+        ends = [t for t in (last.lines[-1].timestamp if last.lines else None,
+                            last.started + last.duration if last.started and last.duration else None) if t]
+        if start is not None and ends:
+            bounds["complete"] = (start, max(start, *ends))
     return bounds
 
 
@@ -290,12 +294,19 @@ class Cpu(Quiet):
         evidence = ()
         if samples:
             evidence = (write_file("cpu.csv", lambda p: cpu_obs.write_csv(samples, p)),
-                        write_file("cpu.png", lambda p: _png(samples, bounds, p)))
+                        write_file("cpu.png", lambda p: _png(samples, bounds, p, self.scope)))
         return Findings(violations, {"cpu": phases}, unavailable, evidence)
 
 
-def _png(samples: list[cpu_obs.Sample], bounds: dict[str, tuple[float, float]], path: Path) -> None:
-    why_not = cpu_obs.write_png(samples, bounds, path)
+def _png(samples: list[cpu_obs.Sample], bounds: dict[str, tuple[float, float]], path: Path,
+         scope: CellScope | None) -> None:
+    """cpu.png, titled with the cell and its class and marked with the scope's moments (read when the bundle
+    is written: the class and a late fault or stall are known then)."""
+    title = ""
+    if scope is not None:
+        title = (f"{scope.scenario.name} · runner {scope.handle.key} (v{scope.handle.version}) · "
+                 f"{scope.failure_class or 'pass'}")
+    why_not = cpu_obs.write_png(samples, bounds, path, title=title, marks=scope.marks if scope else None)
     if why_not:
         path.with_name("cpu.png.txt").write_text(f"no plot: {why_not}\n")
 
@@ -406,6 +417,7 @@ class Stall(Quiet):
         running = [s.name for s in (poll.view.steps if poll.view else ()) if s.status is Status.RUNNING]
         own = self.runner_step()  # the runner's own last ⭐ line: the server may still show an earlier step
         self.step = own or (f"{running[-1]} (as Forgejo last showed it)" if running else "?")
+        self.scope.marks["stall"] = watch.stalled_wall or time.time()
         self.scope.notify(f"{self.scope.repo}: runner stalled (task updated_at silent {watch.silent_for:.0f}s, "
                           f"step {self.step})")
         if self.capture is not None:
@@ -500,6 +512,7 @@ class RunnerControl(Quiet):
         control.send(self.runner, self.signal_name)
         self.fired = {"signal": self.signal_name, "at": time.time(), "trigger": self.pattern, "line": line.strip(),
                       "server_showed_trigger": reported}
+        self.scope.marks[f"fault: SIG{self.signal_name}"] = self.fired["at"]
         self.scope.notify(f"runner control: SIG{self.signal_name} sent to runner {self.scope.handle.key} on "
                           f"{line.strip()!r}")
 
