@@ -230,7 +230,9 @@ def write_index(root: Path) -> Path:
         except ValueError:
             continue
         rules = ", ".join(v["rule"] for v in m.get("verdict", {}).get("violations", [])) or "-"
-        rows.append(f"| [{m.get('test_id')}]({manifest.parent.name}/repro.md) | {m.get('outcome')} | {rules} |")
+        rows.append(f"| [{m.get('test_id')}]({manifest.parent.name}/repro.md) | {m.get('outcome')} | "
+                    f"{m.get('class') or '-'} | {rules} |")
     index = root / "index.md"
-    index.write_text("# Evidence bundles\n\n| test | outcome | violations |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    index.write_text("# Evidence bundles\n\n| test | outcome | class | violations |\n|---|---|---|---|\n"
+                     + "\n".join(rows) + "\n")
     return index

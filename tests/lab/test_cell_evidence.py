@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from harness import classify
 from harness.budgets import BUDGETS
 from harness.cell import run_cell
 from harness.lab.lab import RunnerSpec, boot
@@ -41,6 +42,8 @@ def test_pickup_timeout_names_the_label_cancels_and_leaves_a_bundle(target, tmp_
     assert (tmp_path / "bundle" / "api-transcript.jsonl").read_text().count("\n") > 3
     repro = (tmp_path / "bundle" / "repro.md").read_text()
     assert "— inconclusive" in repro and "nobody-has-this-label" in repro
+    assert result.classification.name == classify.INCONCLUSIVE
+    assert repro.startswith("class: inconclusive — our own side failed: no runner with label 'nobody-has-this-label'")
 
 
 def test_frozen_runner_bundle_has_stall_time_step_cpu_and_goroutines(target, tmp_path):
@@ -58,6 +61,12 @@ def test_frozen_runner_bundle_has_stall_time_step_cpu_and_goroutines(target, tmp
     stalled_after = stall["at"] - json.loads((bundle / "manifest.json").read_text())["observations"][
         "runner_control"]["at"]
     assert stalled_after < BUDGETS.runner_stalled + 5, f"stall reported {stalled_after:.0f}s after the freeze"
+    found = result.classification  # the selfcheck passes; its class is the mechanism it reproduces
+    assert found.name == classify.FINALIZATION_LOST, found
+    assert found.timings["silence_before_stop"] >= 30 - classify.ZOMBIE_SLACK  # the lab's ZOMBIE_TASK_TIMEOUT 30s
+    assert "'Complete job' ran" in found.why
+    assert (bundle / "repro.md").read_text().startswith("class: finalization-lost — ")
+    assert json.loads((bundle / "result.json").read_text())["class"] == "finalization-lost"
 
 
 def test_cpu_plot_is_in_the_bundle(target, tmp_path):

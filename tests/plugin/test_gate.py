@@ -22,6 +22,7 @@ import pytest
 
 import harness.pytest_plugin as plugin
 from harness.cell import NotRunnable
+from harness.classify import Classification
 from harness.outcome import Outcome
 
 TABLE = json.loads(os.environ.get("FAKE_CELLS", "{}"))
@@ -52,7 +53,8 @@ class FakeResult:
         self.reason = {"pass": "", "fail": f"{RULE}: job failure, expected success"}.get(answer, self.error)
         self.verdict = None if answer == "inconclusive" else FakeVerdict(answer == "fail")
         self.selfcheck_problem, self.bundle, self.timings = None, None, {"total": 2.0}
-        self.classification = None
+        self.classification = Classification("inconclusive", "our own side failed") if answer == "inconclusive" \
+            else None
 
     def to_json(self):
         return {"scenario": self.scenario, "runner": self.runner_key, "version": self.version, "label": self.label,
@@ -184,6 +186,7 @@ def test_an_inconclusive_candidate_is_a_failure_and_the_gate_inconclusive_never_
              for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
     cand = props["test_scenario[native-checkout-12.1.2]"]
     assert cand["outcome"] == "inconclusive" and cand["reason"].startswith("POST /api/v1/user/repos: 502")
+    assert cand["class"] == "inconclusive" and "class" not in props["test_scenario[native-checkout-11.3.1]"]
     assert props["test_scenario[native-checkout-11.3.1]"]["outcome"] == "pass"
 
 
