@@ -26,7 +26,8 @@ Precedence (the first that holds wins; :data:`PRECEDENCE` is this order):
    when a step then failed.
 6. ``finalization-lost``, 7. ``report-gave-up``, 8. ``context-cancelled`` — see above.
 9. ``hidden-post-failure`` — a post step failed and the job is marked successful.
-10. ``step-failed`` — a legitimate failure: the runner logged the job failed and a step (or post step) failed.
+10. ``step-failed`` — a legitimate failure: the runner logged the job failed and a step (a post step, or
+    "Set up job": its error line quoted) failed.
 11. ``setup-slow`` — "Set up job" over its budget (never a "Set up job" stretched by the zombie stop).
 12. ``unexplained`` — a disagreement none of the above explains; the class says so plainly.
 """
@@ -38,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.forgejo.models import COMPLETE_STEP, JobView, Status, Task
+from harness.forgejo.models import COMPLETE_STEP, SETUP_STEP, JobView, Status, Task
 from harness.verdict import JOB_RESULT_LINE, LAST_WORDS, Verdict, zombie_stop
 
 INCONCLUSIVE = "inconclusive"
@@ -63,6 +64,7 @@ FAIL_CLASSES = frozenset(PRECEDENCE) - {INCONCLUSIVE}  # the outcome of every on
 
 STALE_LINE = re.compile(r"some refs were not updated")  # go-git's fetch without force (runner 11.x), issue 12
 STALE_RULES = (STALE_ACTION, "signature:git-refs-not-updated")
+RUNNER_ERROR = re.compile(r"^⚙️ \[runner\]: |^Error: ")  # the runner's own error lines in the job log (12.x)
 ZOMBIE_SLACK = 2.0  # seconds: whole-second stop times vs sub-second log stamps
 ZOMBIE_FLOOR = 10.0  # seconds of silence before a stop that only the zombie check explains (timeout unknown)
 _QUOTE = 200
@@ -232,22 +234,30 @@ def _cancelled_context(inputs: Inputs, rules: set[str]) -> Classification | None
 
 
 def _step_failed(inputs: Inputs, rules: set[str]) -> Classification | None:
+    """The runner reported the job failed and a step failed: a workflow step, a post step or "Set up job"."""
     verdict = inputs.verdict
     assert verdict is not None
     if not rules & {"unexpected-job-result", "unexpected-step-result"}:
         return None  # an expected failure is no explanation of another disagreement
-    evidence = []
+    evidence: list[str] = []
+    setup_failed = False
     for view, _ in _failed_views(inputs):
-        failed = [s.name for s in view.workflow_steps() if s.status is Status.FAILURE]
-        result = next((line.message.strip() for line in view.log_lines() if JOB_RESULT_LINE.search(line.message)), None)
-        posts = [line.message.strip() for line in view.log_lines() if "Failure - Post" in line.message]
-        if result is not None and (failed or posts):
-            evidence += [f"job log: {result!r}", *(f"failed step: {n!r}" for n in failed), *posts[:3]]
-    evidence += [v.message[:_QUOTE] for v in verdict.failing if v.rule == "unexpected-step-result"]
+        lines = view.log_lines()
+        result = next((line.message.strip() for line in lines if JOB_RESULT_LINE.search(line.message)), None)
+        failed = [s.name for s in view.steps if s.status is Status.FAILURE and s.name != COMPLETE_STEP]
+        posts = [line.message.strip() for line in lines if "Failure - Post" in line.message]
+        if result is None or not (failed or posts):
+            continue
+        setup_failed = setup_failed or SETUP_STEP in failed
+        errors = [line.message.strip()[:_QUOTE] for line in lines if RUNNER_ERROR.search(line.message)]
+        evidence += [f"job log: {result!r}", *(f"failed step: {n!r}" for n in failed), *posts[:3], *errors[:2]]
+    evidence += [v.message[:_QUOTE] for v in verdict.failing
+                 if v.rule == "unexpected-step-result" and f" is {Status.FAILURE}," in v.message]
     if not evidence:
         return None
-    return Classification(STEP_FAILED, "a step failed and the runner reported it: a legitimate failure",
-                          tuple(evidence), _cell_timings(inputs))
+    why = ("'Set up job' failed and the runner reported it (its error line is quoted; the workflow steps were "
+           "cancelled)" if setup_failed else "a step failed and the runner reported it: a legitimate failure")
+    return Classification(STEP_FAILED, why, tuple(evidence), _cell_timings(inputs))
 
 
 def _setup_slow(inputs: Inputs, rules: set[str]) -> Classification | None:

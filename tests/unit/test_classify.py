@@ -202,6 +202,29 @@ def test_refs_not_updated_is_stale_action_even_when_a_marker_is_what_failed(reco
     assert by_rule.name == c.STALE_ACTION
 
 
+def test_a_failed_set_up_job_reported_by_the_runner_is_step_failed_with_its_error(recording_at):
+    """docker-checkout on 12.1.2 without git (the lab product test's regression): "Set up job" failed, the steps
+    cancelled, the runner's error line and 🏁  Job failed in the log."""
+    error = "⚙️ [runner]: git worktree add error: : exec: \"git\": executable file not found in $PATH"
+
+    def no_git(payload: dict[str, Any]) -> None:
+        fail_job(payload)
+        steps = payload["state"]["currentJob"]["steps"]
+        steps[0]["status"] = "failure"
+        for step in steps[1:-1]:
+            step["status"] = "cancelled"
+        setup = payload["logs"]["stepsLog"][0]["lines"]
+        setup[1:] = [dict(setup[0], message=error), dict(setup[0], message="🏁  Job failed")]
+        for entry in payload["logs"]["stepsLog"][1:]:
+            entry["lines"] = []
+
+    exp = expect(job="success", steps={"echo first-step": "success"})
+    found = classify(edited(recording_at(f"{F11}/runner-12.1.2/native-ok"), no_git), exp)
+    assert found.name == c.STEP_FAILED
+    assert found.why.startswith("'Set up job' failed and the runner reported it")
+    assert found.evidence == ("job log: '🏁  Job failed'", "failed step: 'Set up job'", error)
+
+
 def test_setup_over_budget_is_setup_slow(recording_at):
     found = classify(recording_at(f"{F11}/runner-12.1.2/docker-ok").last_view_payload(),
                      expect(kind="docker", job="success", setup_budget={"cold": 0.01}))
