@@ -9,6 +9,7 @@ stack, what must happen after the evidence is written (the repo, the runner's re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import time
 import traceback
@@ -19,22 +20,27 @@ from pathlib import Path
 from typing import Any
 
 from harness.budgets import BUDGETS, Budgets
-from harness.classify import Classification, Inputs, classify
+from harness.classify import STALE_ACTION, STALE_RULES, Classification, Inputs, classify
 from harness.errors import HarnessError, PollTimeout
+from harness.faults.action_repo import ActionCopy
 from harness.forgejo.client import RepoFile
 from harness.forgejo.models import JobView, parse_go_duration
 from harness.forgejo.web import JobRef
 from harness.lab.prepare import BUILDKIT_TAG
-from harness.observe.base import CellScope, Done, Findings, Observer, Poll, merge
+from harness.observe.base import CellScope, Done, EvidenceWriter, Findings, Observer, Poll, merge, write_text
 from harness.observe.observers import Commands, SlowActions, choose
 from harness.outcome import Outcome
 from harness.procs import alive
-from harness.scenarios import Scenario
+from harness.scenarios import ACTIONS_DIR, KnownBug, Phase, Scenario
 from harness.target import RunnerHandle, Target, private_handle
-from harness.verdict import Observation, Verdict, Violation, judge, selfcheck_mismatch
+from harness.verdict import ActionVersion, Observation, Verdict, Violation, judge, selfcheck_mismatch
 from harness.watch import RunWatch
 
 Notify = Callable[[str], None]
+PhaseHook = Callable[[Phase, RunnerHandle], None]
+# The judge's rules that make up a failure class a scenario may declare as its known bug, for a record without the
+# classifier's class (a rule of the class's own name always does).
+KNOWN_BUG_RULES = {STALE_ACTION: STALE_RULES}
 LAB_WATCH_INTERVAL = 2.0  # a lab runner's log wakes the watch at the job's end: slow polls cost no latency
 WATCH_INTERVAL = 1.0
 
@@ -59,6 +65,7 @@ class CellResult:
     observations: dict[str, Any] = field(default_factory=dict)
     bundle: Path | None = None
     classification: Classification | None = None  # the failure class (harness.classify); None for a clean pass
+    known_bug: KnownBug | None = None  # the scenario's known bug, when it applies to this runner's version
 
     @property
     def outcome(self) -> Outcome:
@@ -95,7 +102,20 @@ class CellResult:
             "bundle": str(self.bundle) if self.bundle else None,
             "class": self.classification.name if self.classification else None,
             "class_evidence": self.classification.to_json() if self.classification else None,
+            "known_bug": self.known_bug.describe() if self.known_bug else None,
         }
+
+    def known_bug_reproduced(self) -> bool:
+        """True when the cell failed with its known bug's class: the classifier's class where the record has one,
+        else every failing rule belongs to that class (:data:`KNOWN_BUG_RULES`)."""
+        if self.known_bug is None or self.outcome is not Outcome.FAIL or self.verdict is None:
+            return False
+        wanted = self.known_bug.failure_class
+        found = self.to_json().get("class")
+        if found:
+            return bool(found == wanted)
+        rules = {v.rule for v in self.verdict.failing}
+        return bool(rules) and rules <= set(KNOWN_BUG_RULES.get(wanted, (wanted,)))
 
 
 def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> str:
@@ -121,6 +141,9 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
     if scenario.expect.control is not None and handle.lab_runner is None:
         raise NotRunnable("needs runner control, which only lab runners allow (runners the suite did not start "
                           "are never touched)")
+    if scenario.expect.phases and handle.lab_runner is None:
+        raise NotRunnable("runs in phases on one runner nobody else uses meanwhile (its action cache is what is "
+                          "tested), which only a lab runner allows")
     if scenario.expect.slow_actions is not None and handle.lab_runner is None:
         raise NotRunnable("needs the slow action server on this machine's loopback, which only a lab runner "
                           "reaches")
@@ -142,34 +165,45 @@ def run_cell(
     notify: Notify = lambda s: None,
     log_command: str | None = None,
     stall_command: str | None = None,
+    own_runner: bool = False,
+    before_phase: PhaseHook | None = None,
 ) -> CellResult:
     """Run one cell; the result carries the verdict or why it is inconclusive, never raises for the cell itself.
 
     ``log_command`` / ``stall_command``: templates for runners the suite did not start (see
-    :mod:`harness.observe.commands`); lab runners are observed directly.
+    :mod:`harness.observe.commands`); lab runners are observed directly. A scenario with ``phases`` runs
+    once per phase on one runner (a private one, as for a disruptive cell), its action changes pushed before
+    each phase after the first. ``own_runner``: the handle's runner is this cell's alone (used as it is).
+    ``before_phase(phase, handle)`` is called before each phase's changes (e.g. to upgrade the runner in place).
 
     Raises:
         NotRunnable: before anything was pushed, when the cell cannot run here.
     """
     label = check_runnable(target, scenario, handle)
     result = CellResult(scenario.name, handle.key, str(handle.version), label)
+    bug = scenario.expect.known_bug
+    result.known_bug = bug if bug is not None and bug.applies(handle.version) else None
     try:
         with contextlib.ExitStack() as teardown:
             cell = CellScope(target, scenario, handle, label, budgets, notify, contextlib.ExitStack(), teardown,
                              job_ids=scenario.job_ids)
             run = CellRun(cell, result, target.transcript.mark())
             try:
-                run.own_runner_if_disruptive()
-                with cell.observing:
-                    slow = SlowActions(target.url, scenario.expect.slow_actions, scenario.expect.slow_bandwidth) \
-                        if scenario.expect.slow_actions else None
-                    run.observers = choose(cell, Commands(log_command, stall_command), slow)
-                    for observer in run.observers:
-                        observer.before(cell)
-                    run.push(scenario.render(cell.label, slow.url if slow else None), keep_repo)
-                    run.watch(bundle_dir)
-                    run.observe()
-                run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
+                if not own_runner:
+                    run.own_runner_if_disruptive()
+                for phase in scenario.expect.phases or (None,):  # a scenario without phases runs once
+                    run.begin_phase(phase, keep_repo, before_phase)
+                    with cell.observing:
+                        slow = SlowActions(target.url, scenario.expect.slow_actions,
+                                           scenario.expect.slow_bandwidth) if scenario.expect.slow_actions else None
+                        run.observers = choose(cell, Commands(log_command, stall_command), slow)
+                        for observer in run.observers:
+                            observer.before(cell)
+                        run.push(scenario.render(cell.label, slow.url if slow else None, run.action_names()),
+                                 keep_repo)
+                        run.watch(bundle_dir)
+                        run.observe()
+                    run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
             except HarnessError as exc:
                 result.error = str(exc)
             except Exception as exc:
@@ -203,6 +237,11 @@ class CellRun:
     extra: list[Violation] = field(default_factory=list)
     t_push: float = 0.0
     requests_at_done: int | None = None
+    phase: Phase | None = None
+    copies: dict[str, ActionCopy] = field(default_factory=dict)  # action (owner/name) → this cell's copy
+    expected: tuple[ActionVersion, ...] = ()  # what the changed actions must print in this phase
+    earlier: list[Violation] = field(default_factory=list)  # the violations of the phases before this one
+    phase_evidence: list[EvidenceWriter] = field(default_factory=list)
 
     def my_requests(self) -> list[dict[str, Any]]:
         """This cell's exchanges since its start (cells running at once share one transcript): those naming
@@ -224,12 +263,54 @@ class CellRun:
         cell = self.cell
         expect, lab, shared = cell.scenario.expect, cell.target.lab, cell.handle.lab_runner
         if lab is None or shared is None or (expect.control is None and expect.slow_actions is None
-                                             and expect.heavy is None):  # heavy: measures its runner's concurrency
+                                             and expect.heavy is None  # heavy: measures its runner's concurrency
+                                             and not expect.phases):  # phases: its action cache is what is tested
             return
         cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify)
         cell.label = self.result.label = cell.handle.runs_on(cell.scenario.expect.kind) or cell.label
         cell.disposable = True
         self.result.observations["private_runner"] = cell.handle.lab_runner.name
+
+    def begin_phase(self, phase: Phase | None, keep_repo: bool, hook: PhaseHook | None) -> None:
+        """Before a phase: the first makes this cell's copies of the actions the phases change; each later one
+        clears the last phase's state and pushes its changes."""
+        if phase is None:
+            return
+        cell = self.cell
+        if hook is not None:
+            hook(phase, cell.handle)
+        if self.phase is None:
+            self._copy_actions(keep_repo)
+        else:
+            self.observers, self.workflow, self.watcher, self.done = [], "", None, None
+            self.findings, self.extra, self.requests_at_done = Findings(), [], None
+            cell.wake.clear()
+            moved = [self.copies[c.action].apply(c, phase.name) for c in phase.changes]
+            cell.notify(f"phase {phase.name}: " + "; ".join(moved))
+            self.result.observations.setdefault("action_changes", []).extend(f"{phase.name}: {m}" for m in moved)
+        self.phase = phase
+        self.expected = tuple(v for copy in self.copies.values() for v in copy.versions())
+
+    def _copy_actions(self, keep_repo: bool) -> None:
+        cell, target = self.cell, self.cell.target
+        token = target.client.session.headers.get("Authorization", "").removeprefix("token ")
+        user = target.client.whoami() if token else ""
+        refs = {u.split("@")[0]: u.split("@")[1] for u in cell.scenario.uses() if "@" in u}
+        for action in cell.scenario.changed_actions():
+            name = repo_name(cell.scenario, cell.handle.key).replace(cell.scenario.name, action.split("/")[1], 1)
+            copy = ActionCopy.create(target.client, base_url=target.url, user=user, token=str(token),
+                                     owner=target.owner, org=target.org, action=action, source=ACTIONS_DIR / action,
+                                     name=name, tags=(refs[action],))
+            self.copies[action] = copy
+            cell.teardown.callback(copy.close)
+            cell.teardown.callback(self._delete_repo, name, keep_repo)
+            cell.notify(f"{action}: this cell's copy is {copy.copy} ({', '.join(copy.tags)} at {copy.head()[:12]})")
+        cell.actions = {a: c.copy for a, c in self.copies.items()}
+        self.result.observations["action_copies"] = dict(cell.actions)
+
+    def action_names(self) -> dict[str, str]:
+        """Action → the repository this cell's workflow uses instead (its own copy)."""
+        return dict(self.cell.actions)
 
     def push(self, workflow: str, keep_repo: bool) -> None:
         """A new repository with the workflow: the push starts the run (or a dispatch, where the scenario asks)."""
@@ -339,9 +420,11 @@ class CellRun:
             raise HarnessError(f"no job view of {self.cell.repo} could be read")
         f = self.findings
         obs = Observation(cold=f.cold, runner_log=f.runner_log, extra=(*self.extra, *f.violations),
-                          unavailable=f.unavailable)
+                          unavailable=f.unavailable, actions=self.expected)
         verdict = judge(self.done.views, self.cell.scenario.expect, obs, default_setup=default_setup,
                         job_ids=self.cell.job_ids)
+        if self.phase is not None:
+            verdict = self._end_phase(verdict)
         self.result.verdict = verdict
         if self.cell.scenario.expect.marker == "selfcheck":
             self.result.observations["selfcheck"] = True
@@ -363,6 +446,27 @@ class CellRun:
             runner_log=self.findings.runner_log, timings=result.timings,
             zombie_timeout=parse_go_duration(str(timeout)) if timeout else None))
         self.cell.failure_class = result.classification.name if result.classification else None
+
+    def _end_phase(self, verdict: Verdict) -> Verdict:
+        """A phase judged: its violations named by phase and kept; the cell's verdict holds every phase's."""
+        assert self.phase is not None and self.done is not None
+        name = self.phase.name
+        own = tuple(Violation(v.rule, f"phase {name}: {v.message}", v.severity) for v in verdict.violations)
+        printed = {v.action: [line.message.strip() for view in self.done.views for line in view.log_lines()
+                              if v.prefix in line.message] for v in self.expected}
+        self.result.observations.setdefault("phases", []).append({
+            "phase": name, "repo": self.cell.repo, "job": str(verdict.job_status), "setup_seconds": verdict.setup_seconds,
+            "cold": verdict.cold, "rules": list(dict.fromkeys(v.rule for v in verdict.failing)),
+            "actions": [{"action": v.action, "ref": v.ref, "commit": v.commit, "expected": v.marker,
+                         "printed": printed.get(v.action, [])} for v in self.expected],
+            "timings": dict(self.result.timings)})
+        if self.done.raw_log is not None:
+            self.phase_evidence.append(write_text(f"phase-{name}.job.log", self.done.raw_log))
+        self.findings = dataclasses.replace(self.findings,
+                                            evidence=(*self.findings.evidence, *self.phase_evidence))
+        verdict = dataclasses.replace(verdict, violations=(*self.earlier, *own))
+        self.earlier.extend(own)
+        return verdict
 
     def write_evidence(self, bundle_dir: Path, evidence: str) -> None:
         """The bundle, when asked for; a failure to write it is said, and never stops the clean-up."""

@@ -260,7 +260,10 @@ def _classify(scenario: str, base: Sequence[Cell], cand: Sequence[Cell], baselin
     c_all = all(c.passed for c in cand)
     if not b_all:
         if c_all:
-            return GateFinding(scenario, FIXED, f"fails on {baseline}{classes(base)}, passes on {candidate}")
+            failed = [c for c in base if c.outcome is Outcome.FAIL]
+            why = (failed[-1].reason if failed else "").replace("\n", " ")[:240]
+            return GateFinding(scenario, FIXED, f"fails on {baseline}{classes(base)}, passes on {candidate}"
+                               + (f" ({baseline}: {why})" if why else ""))
         return GateFinding(scenario, KNOWN_FAILURE, f"fails on both versions ({baseline}{classes(base)}, "
                            f"{candidate}{classes(cand)})")
     worse = _deltas(base[-1], cand[-1], gate_on)

@@ -26,7 +26,7 @@ from harness.outcome import Outcome
 from harness.paths import labs_dir
 from harness.pool import CellPool, PoolCell, pooled
 from harness.runners import binaries
-from harness.scenarios import Catalogue
+from harness.scenarios import Catalogue, KnownBug
 from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab, private_handle
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
@@ -180,8 +180,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for key in runner_keys:
             for rep in range(settings.repeat):
                 param = CellParam(scenario.name, key, rep)
-                params.append(pytest.param(param, marks=marks, id=str(param)))
+                params.append(pytest.param(param, marks=marks + _known_bug_marks(scenario.expect.known_bug, key),
+                                           id=str(param)))
     metafunc.parametrize("regress_cell", params)
+
+
+class KnownBugReproduced(Exception):
+    """A cell failed with its scenario's known bug, on a version that has it (the test's strict xfail)."""
+
+
+def _known_bug_marks(bug: KnownBug | None, runner_key: str) -> list[pytest.MarkDecorator]:
+    """A strict xfail on the versions with the scenario's known bug: only that bug's failure makes it xfail, an
+    unexpected pass fails it (XPASS strict), any other failure or an inconclusive cell fails it as usual."""
+    try:
+        version = Version.parse(runner_key.split("-", 1)[0])
+    except ValueError:
+        return []
+    if bug is None or not bug.applies(version):
+        return []
+    return [pytest.mark.xfail(strict=True, raises=KnownBugReproduced, reason=bug.describe())]
 
 
 def _cell_param(item: pytest.Item) -> CellParam | None:
@@ -417,6 +434,9 @@ def assert_cell(result: CellResult) -> None:
         pytest.fail(f"selfcheck {who}: {result.selfcheck_problem}{table}{where}", pytrace=False)
     if result.verdict is None:
         pytest.fail(f"{who}: {result.reason}{where}", pytrace=False)
+    reproduced = getattr(result, "known_bug_reproduced", None)
+    if reproduced is not None and reproduced():
+        raise KnownBugReproduced(f"{who}: {result.known_bug.describe()} reproduced:{table}{where}")
     pytest.fail(f"{who} (label {result.label}):{table}{where}", pytrace=False)
 
 

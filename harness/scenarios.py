@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import yaml
 from harness.errors import ConfigError
 from harness.faults.heavy_action import HeavySpec
 from harness.forgejo.models import Status
+from harness.versions import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS_DIR = ROOT / "fixtures" / "workflows"
@@ -23,6 +24,7 @@ KINDS = ("native", "docker")
 MARKERS = ("regression", "selfcheck", "faults")
 SEVERITIES = ("fail", "report")
 REQUIREMENTS = ("docker", "buildx", "buildkit", "privileged", "lab")
+CHANGES = ("descendant", "orphan", "add_refs")  # what a phase may do to an action repository (ActionChange)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,67 @@ class HeavyActions:
 
 
 @dataclass(frozen=True)
+class ActionChange:
+    """Before a phase: a change pushed to the cell's copy of an action (:mod:`harness.faults.action_repo`).
+
+    ``descendant``: a new commit on ``main`` (a child of the current one), the ``tags`` re-pointed to it;
+    ``orphan``: ``main`` force-pushed to a new root commit, the ``tags`` re-pointed to it; ``add_refs``:
+    ``count`` new tags on the current commit. A new commit's ``version`` file holds the phase's name.
+    """
+
+    kind: str
+    action: str  # owner/name as the workflow's ``uses:`` names it
+    tags: tuple[str, ...] = ("v1",)
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One run of a phased cell; its changes are pushed before it (the first phase runs on the seeded action)."""
+
+    name: str
+    changes: tuple[ActionChange, ...] = ()
+
+
+_BOUND = re.compile(r"^\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    """A bug of some runner versions that the scenario reproduces: on those versions the test is a strict
+    xfail when the cell fails with ``failure_class`` (the cell record, the table and the gate still see ``fail``)."""
+
+    versions: str  # e.g. "<12.0.0" or ">=11.0.0, <12.0.0"
+    failure_class: str
+    link: str = ""
+
+    @staticmethod
+    def parse_bounds(text: str) -> tuple[tuple[str, Version], ...]:
+        """``"<12.0.0, >=11.0.0"`` → ((op, version), …).
+
+        Raises:
+            ValueError: a part that is not ``<op><version>``.
+        """
+        bounds = []
+        for part in text.split(","):
+            found = _BOUND.match(part)
+            if not found:
+                raise ValueError(f"{part.strip()!r} is not <op><version> (ops: < <= > >= ==)")
+            bounds.append((found[1], Version.parse(found[2])))
+        return tuple(bounds)
+
+    def applies(self, version: Version) -> bool:
+        """True when ``version`` is one of the versions with the bug."""
+        checks = {"<": version.__lt__, "<=": version.__le__, ">": version.__gt__, ">=": version.__ge__,
+                  "==": version.__eq__}
+        return all(checks[op](bound) for op, bound in self.parse_bounds(self.versions))
+
+    def describe(self) -> str:
+        """One line: the class, the versions and the link."""
+        return f"known bug on runner {self.versions}: {self.failure_class}" + (f" ({self.link})" if self.link else "")
+
+
+@dataclass(frozen=True)
 class Expect:
     """What a scenario expects (parsed from ``expect.yml``)."""
 
@@ -108,6 +171,8 @@ class Expect:
     jobs: Mapping[str, Status] = field(default_factory=dict)  # per job id, overrides ``job`` (several jobs)
     slow_bandwidth: float | None = None  # KB/s of the slow action server's answers (slow_actions.bandwidth_kbps)
     heavy: HeavyActions | None = None  # heavy stand-in actions seeded when the cell runs; a relative setup budget
+    phases: tuple[Phase, ...] = ()  # runs of one cell with action changes between them (one run when empty)
+    known_bug: KnownBug | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -121,6 +186,7 @@ class Expect:
             "kind", "marker", "job", "steps", "continue_on_error", "post_steps", "setup_budget", "log_markers",
             "observe", "expected_violations", "requires", "runner_control", "dispatch", "slow_actions", "jobs",
             "heavy_actions", "setup_budget_relative",
+            "phases", "known_bug",
         }
         if unknown:
             raise fail(f"unknown keys {sorted(unknown)}")
@@ -213,8 +279,67 @@ class Expect:
             jobs=jobs,
             slow_bandwidth=bandwidth,
             heavy=HeavyActions.parse(data, where),
+
+            phases=_phases(data.get("phases"), fail),
+            known_bug=_known_bug(data.get("known_bug"), fail),
             raw=data,
         )
+
+
+def _phases(data: Any, fail: Callable[[str], ConfigError]) -> tuple[Phase, ...]:
+    """``phases: [{name: A}, {name: B, change: {kind: descendant, action: o/n, tags: [v1]}}, …]``."""
+    if data is None:
+        return ()
+    if not isinstance(data, Sequence) or isinstance(data, str) or len(data) < 2:
+        raise fail("phases must list at least two phases, e.g. [{name: A}, {name: B, change: {kind: descendant, "
+                   "action: owner/name}}]")
+    phases = []
+    for i, item in enumerate(data):
+        if not isinstance(item, Mapping) or set(item) - {"name", "change"} or not str(item.get("name") or "").strip():
+            raise fail(f"phases[{i}] takes a name and (after the first) a change, not {item!r}")
+        name = str(item["name"])
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in [p.name for p in phases]:
+            raise fail(f"phases[{i}].name {name!r} must be a unique word (letters, digits, . _ -)")
+        raw = item.get("change") or []
+        raw = [raw] if isinstance(raw, Mapping) else raw
+        if i == 0 and raw:
+            raise fail("phases[0] runs on the seeded action: it takes no change")
+        if i > 0 and not raw:
+            raise fail(f"phases[{i}] ({name}) needs a change (descendant, orphan or add_refs)")
+        phases.append(Phase(name, tuple(_change(c, f"phases[{i}].change", fail) for c in raw)))
+    return tuple(phases)
+
+
+def _change(data: Any, where: str, fail: Callable[[str], ConfigError]) -> ActionChange:
+    if not isinstance(data, Mapping) or set(data) - {"kind", "action", "tags", "count"}:
+        raise fail(f"{where} takes kind, action, tags and count, not {data!r}")
+    kind, action = data.get("kind"), str(data.get("action") or "")
+    if kind not in CHANGES:
+        raise fail(f"{where}.kind must be one of {CHANGES}, not {kind!r}")
+    if action.count("/") != 1:
+        raise fail(f"{where}.action must be owner/name as the workflow uses it, not {action!r}")
+    tags = data.get("tags", ["v1"])
+    if isinstance(tags, str) or not isinstance(tags, Sequence) or not all(re.fullmatch(r"[\w.-]+", str(t)) for t in tags):
+        raise fail(f"{where}.tags must list tag names, not {tags!r}")
+    count = data.get("count", 0)
+    if kind == "add_refs" and (not isinstance(count, int) or count < 1):
+        raise fail(f"{where}.count must be a positive number of tags to add")
+    return ActionChange(str(kind), action, tuple(str(t) for t in tags), int(count or 0))
+
+
+def _known_bug(data: Any, fail: Callable[[str], ConfigError]) -> KnownBug | None:
+    """``known_bug: {versions: "<12.0.0", class: stale-action, link: URL}``."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or set(data) - {"versions", "class", "link"} or not data.get("versions") \
+            or not data.get("class"):
+        raise fail(f"known_bug takes versions, class and link (versions and class required), not {data!r}")
+    bug = KnownBug(str(data["versions"]), str(data["class"]), str(data.get("link") or ""))
+    try:
+        bug.parse_bounds(bug.versions)
+    except ValueError as exc:
+        raise fail(f"known_bug.versions: {exc}") from None
+    return bug
 
 
 @dataclass(frozen=True)
@@ -233,8 +358,9 @@ class Scenario:
         """The file name pushed under ``.forgejo/workflows/``."""
         return f"{self.name}.yml"
 
-    def render(self, label: str, slow_actions_url: str | None = None) -> str:
-        """The workflow with the runner label (and the slow action server's URL) filled in.
+    def render(self, label: str, slow_actions_url: str | None = None, actions: Mapping[str, str] | None = None) -> str:
+        """The workflow with the runner label (and the slow action server's URL) filled in; ``actions`` maps an
+        action (``owner/name``) to the repository its ``uses:`` point at instead (a phased cell's own copy).
 
         Raises:
             ConfigError: the scenario fetches actions slowly but no slow action server was given.
@@ -244,6 +370,9 @@ class Scenario:
             if not slow_actions_url:
                 raise ConfigError(f"scenario {self.name}: {SLOW_ACTIONS_PLACEHOLDER} needs the slow action server")
             text = text.replace(SLOW_ACTIONS_PLACEHOLDER, slow_actions_url.rstrip("/"))
+        for action, copy in (actions or {}).items():
+            pattern = rf"^(\s*-?\s*uses:\s*['\"]?){re.escape(action)}@"
+            text = re.sub(pattern, lambda m, c=copy: f"{m[1]}{c}@", text, flags=re.M)
         return text
 
     def render_baseline(self, label: str, slow_actions_url: str | None = None) -> str | None:
@@ -254,6 +383,9 @@ class Scenario:
             return None
         other = Scenario(self.name, self.path, (self.path / f"{heavy.baseline}.yml").read_text(), self.expect, "")
         return other.render(label, slow_actions_url)
+    def changed_actions(self) -> tuple[str, ...]:
+        """The actions (``owner/name``) a phase changes, in order of first change."""
+        return tuple(dict.fromkeys(c.action for p in self.expect.phases for c in p.changes))
 
     def uses(self) -> tuple[str, ...]:
         """The ``uses:`` references of the workflow (actions the runner must fetch), as ``owner/name@ref``
@@ -312,6 +444,11 @@ def load(name: str, root: Path = WORKFLOWS_DIR) -> Scenario:
     if heavy is not None and heavy.baseline is not None and not (path / f"{heavy.baseline}.yml").is_file():
         raise ConfigError(f"{path / 'expect.yml'}: setup_budget_relative.baseline {heavy.baseline!r} names no workflow "
                           f"{heavy.baseline}.yml in {path}")
+    used = {u.split("@")[0] for u in Scenario(name, path, template, expect, readme, job_ids).uses()}
+    changed = [c.action for p in expect.phases for c in p.changes if c.action not in used]
+    if changed:
+        raise ConfigError(f"{path / 'expect.yml'}: phases change {sorted(set(changed))}, which workflow.yml does not "
+                          f"use (it uses: {sorted(used)})")
     if slow_placeholder != (expect.slow_actions is not None):
         raise ConfigError(f"{path}: {SLOW_ACTIONS_PLACEHOLDER} in workflow.yml and slow_actions in expect.yml go "
                           "together")

@@ -155,6 +155,22 @@ class JobVerdict:
 
 
 @dataclass(frozen=True)
+class ActionVersion:
+    """An action a phased cell changed: the commit its ref points at now, and the version it prints there
+    (``<name>-version: <marker>``, see :mod:`harness.faults.action_repo`)."""
+
+    action: str  # owner/name as the workflow's ``uses:`` names it
+    ref: str
+    commit: str
+    marker: str
+
+    @property
+    def prefix(self) -> str:
+        """The start of the line the action prints: ``movetag-version:``."""
+        return f"{self.action.split('/')[-1]}-version:"
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the judge needs beyond the job views (all optional; missing means "not observed")."""
 
@@ -163,6 +179,7 @@ class Observation:
     runner_log: str | None = None
     extra: Sequence[Violation] = ()
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    actions: Sequence[ActionVersion] = ()  # a phased cell's changed actions: the version each must print now
 
 
 @dataclass(frozen=True)
@@ -372,6 +389,7 @@ def judge(views: Sequence[JobView] | JobView, expect: Expect, obs: Observation, 
     violations.extend(over)
     violations.extend(_job_markers(jobs, expect))
     violations.extend(_runner_markers(expect, obs))
+    violations.extend(stale_actions(jobs, obs.actions))
     violations.extend(obs.extra)
     first = jobs[0].verdict
     return Verdict(
@@ -554,6 +572,33 @@ def _job_markers(jobs: list[_Job], expect: Expect) -> list[Violation]:
     for marker in expect.job_log_must_not:
         violations.extend(Violation("marker-present", f"{job.label}job log contains {marker!r}")
                           for job, text in logs if marker_found(marker, text))
+    return violations
+
+
+STALE_ACTION = "stale-action"  # the rule, and the failure class it names (with the job log's git-refs signature)
+REFS_NOT_UPDATED = "some refs were not updated"  # runner 11.x's go-git fetch of a re-pointed tag (quoted as the cause)
+
+
+def stale_actions(jobs: Sequence[_Job], actions: Sequence[ActionVersion]) -> list[Violation]:
+    """``stale-action``: a changed action printed another version than the one its ref points at now (the
+    runner ran an outdated copy); ``marker-missing`` when it printed none."""
+    violations = []
+    for want in actions:
+        printed = [(job, line.message.strip()) for job in jobs if job.view is not None
+                   for line in job.view.log_lines() if want.prefix in line.message]
+        if not printed:
+            violations.append(Violation("marker-missing", f"no job log line {want.prefix!r}: {want.action}@{want.ref} "
+                                        f"(now {want.commit[:12]}, version {want.marker}) never said which version ran"))
+        for job, line in printed:
+            seen = line.split(want.prefix, 1)[1].strip()
+            if seen == want.marker:
+                continue
+            assert job.view is not None
+            why = next((f"job log {m.message.strip()!r}, then " for m in job.view.log_lines()
+                        if REFS_NOT_UPDATED in m.message), "")
+            violations.append(Violation(STALE_ACTION, f"{job.label}{why}{want.action}@{want.ref} printed {line!r}, but "
+                                        f"{want.ref} points at {want.commit[:12]} ({want.prefix} {want.marker}) now: "
+                                        "the runner ran an outdated copy of the action"))
     return violations
 
 

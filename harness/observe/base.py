@@ -54,6 +54,12 @@ class CellScope:
     restart_registered: bool = False  # the disturbed runner's restart is on ``teardown`` already
     marks: dict[str, float] = field(default_factory=dict)  # named moments (epoch s) for cpu.png: fault, stall, signal
     failure_class: str | None = None  # set once the cell is classified (harness.classify), before the evidence
+    actions: dict[str, str] = field(default_factory=dict)  # action → this cell's own copy its workflow uses instead
+
+    def uses(self) -> tuple[str, ...]:
+        """The workflow's ``uses:`` as pushed (a phased cell's changed actions point at its own copies)."""
+        return tuple(f"{self.actions.get(u.split('@')[0], u.split('@')[0])}@{u.split('@', 1)[1]}" if "@" in u else u
+                     for u in self.scenario.uses())
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,23 @@ class CommandRunnerLog(Quiet):
         return signatures(text)
 
 
+JOB_LOG_SIGNATURES = ("git-refs-not-updated",)  # runner-log signatures the runner also writes into the job log
+
+
+class JobLogSignatures(Quiet):
+    """Known signatures in the job log itself: seen for any runner, also one whose own log nobody can read."""
+
+    name = "job-log-signatures"
+
+    def after(self, done: Done) -> Findings:
+        """A violation per signature found in the job's log (the line quoted)."""
+        found = [(sig, line) for sig, line in runner_log.matches(done.log_text()) if sig.name in JOB_LOG_SIGNATURES]
+        violations = tuple(Violation(f"signature:{sig.name}", f"{sig.meaning}; the job log says: {line[:200]}")
+                           for sig, line in found if sig.severity == "fail")
+        return Findings(violations, {"job_log_signatures": [{"name": s.name, "line": line} for s, line in found]}
+                        if found else {})
+
+
 class NoRunnerLog(Quiet):
     """A runner whose log nobody can read: said once, as unavailable."""
 
@@ -235,7 +252,7 @@ class Stores(Quiet):
     def before(self, cell: CellScope) -> None:
         """Sizes before, and whether every action the workflow uses is already in the runner's cache."""
         self.scope = cell
-        uses = cell.scenario.uses()
+        uses = cell.uses()
         base = f"{actions_base(cell.target).rstrip('/')}/"
         self.cold = (not all(cache_obs.action_cached(self.runner.workdir, u, base + u.split("@")[0]) for u in uses)
                      if uses else False)
@@ -606,6 +623,7 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> lis
         observers.append(HeavyActionsObserver(cell.scenario.expect.heavy, (lambda: slow.url) if slow is not None
                                               else lambda: None))  # the slow server starts in its own before()
     observers.append(RunnerIdentity(str(cell.handle.version).split("+")[0], check=runner is None))
+    observers.append(JobLogSignatures())
     if runner is not None:
         stores = Stores(runner)
         log = LabRunnerLog(runner)
