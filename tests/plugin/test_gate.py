@@ -2,7 +2,8 @@
 
 The project under test stubs the lab away in its conftest: ``regress_target`` is two fake runners
 (11.3.1, 12.1.2) and ``run_cell`` answers from the table in env ``FAKE_CELLS``
-(``scenario@runner`` → pass | fail | inconclusive | not-runnable | die). The cell records, the
+(``scenario@runner`` → pass | fail | stale | inconclusive | not-runnable | die; ``stale`` fails with the rule
+``stale-action``, the class of moved-tag's known bug). The cell records, the
 report, the gate and the exit status are the plugin's own.
 """
 
@@ -24,34 +25,38 @@ import harness.pytest_plugin as plugin
 from harness.cell import NotRunnable
 from harness.classify import Classification
 from harness.outcome import Outcome
+from harness.versions import Version
 
 TABLE = json.loads(os.environ.get("FAKE_CELLS", "{}"))
 RULE = "unexpected-job-result"
 
 
 class FakeVerdict:
-    def __init__(self, failed):
-        self.failed = failed
+    def __init__(self, failed, rule=RULE):
+        self.failed, self.rule = failed, rule
         self.job_status = "failure" if failed else "success"
 
     def rules(self):
-        return (RULE,) if self.failed else ()
+        return (self.rule,) if self.failed else ()
 
     def table(self):
-        return f"job: {self.job_status}\\nviolations:\\n  {RULE}: job failure, expected success" if self.failed else ""
+        return f"job: {self.job_status}\\nviolations:\\n  {self.rule}: job failure, expected success" if self.failed else ""
 
     def to_json(self):
         return {"job": self.job_status, "setup_seconds": 1.5,
-                "violations": [{"rule": RULE}] if self.failed else []}
+                "violations": [{"rule": self.rule}] if self.failed else []}
 
 
 class FakeResult:
-    def __init__(self, scenario, key, answer):
+    def __init__(self, scenario, key, answer, bug=None):
         self.scenario, self.runner_key, self.version, self.label = scenario, key, key, f"regress-{key}-native"
+        self.known_bug = bug if bug is not None and bug.applies(Version.parse(key)) else None
+        self.rule = "stale-action" if answer == "stale" else RULE
+        answer = "fail" if answer == "stale" else answer
         self.outcome = Outcome(answer)
         self.error = "POST /api/v1/user/repos: 502 Bad Gateway after 3 tries" if answer == "inconclusive" else None
-        self.reason = {"pass": "", "fail": f"{RULE}: job failure, expected success"}.get(answer, self.error)
-        self.verdict = None if answer == "inconclusive" else FakeVerdict(answer == "fail")
+        self.reason = {"pass": "", "fail": f"{self.rule}: job failure, expected success"}.get(answer, self.error)
+        self.verdict = None if answer == "inconclusive" else FakeVerdict(answer == "fail", self.rule)
         self.selfcheck_problem, self.bundle, self.timings = None, None, {"total": 2.0}
         self.classification = Classification("inconclusive", "our own side failed") if answer == "inconclusive" \
             else None
@@ -63,6 +68,9 @@ class FakeResult:
                 "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
                 "observations": {}, "bundle": None}
 
+    def known_bug_reproduced(self):
+        return self.known_bug is not None and self.outcome is Outcome.FAIL and self.rule == "stale-action"
+
 
 def fake_run_cell(target, scenario, handle, out, **kwargs):
     answer = TABLE.get(f"{scenario.name}@{handle.key}", "pass")
@@ -70,7 +78,7 @@ def fake_run_cell(target, scenario, handle, out, **kwargs):
         raise RuntimeError("the fixture died before the cell wrote its record")
     if answer == "not-runnable":
         raise NotRunnable("needs a Docker engine; none answered and none could be started")
-    return FakeResult(scenario.name, handle.key, answer)
+    return FakeResult(scenario.name, handle.key, answer, scenario.expect.known_bug)
 
 
 plugin.run_cell = fake_run_cell
@@ -259,3 +267,42 @@ def test_an_admins_own_workflow_runs_through_the_same_gate(project, pytester):
     bad = project({}, "-m", "regression", f"--scenario-dir={pytester.path / 'nowhere'}")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--scenario-dir*is not a directory*"])
+
+
+def test_a_known_bug_fixed_in_the_candidate_is_an_xfail_and_the_gate_says_fixed(project, pytester):
+    """moved-tag declares its known bug (<12.0.0, stale-action): 11.3.1 failing with it is a strict xfail, its record
+    stays ``fail``, and the gate calls the scenario fixed in 12.1.2 and exits 0."""
+    result = project({"moved-tag@11.3.1": "stale"}, *GATE, "-k", "moved-tag", "-rxX")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*fixed: moved-tag — fails on 11.3.1 [[]stale-action[]]: stale-action: job failure*"
+                                 "; passes on 12.1.2", "gate passed (nothing regressed)"])
+    result.stdout.fnmatch_lines(["XFAIL *test_scenario[[]moved-tag-11.3.1[]] - known bug on runner <12.0.0: "
+                                 "stale-action (*1156)"])
+    assert result.ret == pytest.ExitCode.OK
+    outcomes = {r["runner"]: (r["outcome"], r.get("known_bug")) for r in
+                json.loads((run_dir(pytester) / "report.json").read_text())}
+    assert outcomes["11.3.1"][0] == "fail" and outcomes["12.1.2"] == ("pass", None)
+    assert gate_json(pytester)["findings"][0]["kind"] == "fixed"
+    row = (run_dir(pytester) / "report.md").read_text().splitlines()[-1]
+    assert row.startswith("| moved-tag ◆ | FAIL") and "[stale-action]" in row
+
+
+BOTH = ("-m", "regression", "--runner-version", "11.3.1", "--runner-version", "12.1.2")  # no gate
+
+
+def test_plain_pytest_stays_green_with_the_known_bug(project, pytester):
+    result = project({"moved-tag@11.3.1": "stale"}, *BOTH, "-k", "moved-tag")
+    result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize(("answer", "says"), [
+    ("pass", "*XPASS(strict)*known bug on runner <12.0.0*"),  # the bug did not reproduce: strict
+    ("fail", "*unexpected-job-result*"),  # another failure is not the known bug
+    ("inconclusive", "INCONCLUSIVE: *"),  # our own failure is never an expected failure
+])
+def test_a_known_bug_version_that_passes_or_fails_otherwise_fails_its_test(project, pytester, answer, says):
+    result = project({"moved-tag@11.3.1": answer}, *BOTH, "-k", "moved-tag", "-rfX")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([says])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED

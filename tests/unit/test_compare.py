@@ -180,6 +180,7 @@ def test_gate_known_failure():
 def test_gate_fixed():
     findings = gate([cell(runner=BASE, outcome=F), cell(runner=CAND)], BASE, CAND)
     assert kinds(findings) == {"native-checkout": FIXED}
+    assert findings[0].why == f"fails on {BASE}, passes on {CAND}"
     assert gate_verdict(findings) == GATE_PASSED and gate_line(findings) == "gate passed (nothing regressed)"
 
 
@@ -398,3 +399,13 @@ def test_gate_and_table_use_the_whole_key_of_a_patched_build():
     assert native.why.startswith("12.1.2 passed, 12.1.2+fix failed"), native.why
     header = markdown_table(cells).splitlines()[0]
     assert "| 12.1.2 |" in header and "| 12.1.2+fix |" in header
+
+
+def test_gate_fixed_names_the_baselines_failure():
+    base = replace(cell(runner=BASE, outcome=F, violations=["stale-action", "signature:git-refs-not-updated"],
+                        reason="[stale-action] phase C: job log 'some refs were not updated', then …"),
+                   failure_class="stale-action")
+    findings = gate([base, cell(runner=CAND)], BASE, CAND)
+    assert findings[0].why == (f"fails on {BASE} [stale-action], passes on {CAND} ({BASE}: [stale-action] phase C: "
+                               "job log 'some refs were not updated', then …)")
+    assert gate_verdict(findings) == GATE_PASSED

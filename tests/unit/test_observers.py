@@ -240,3 +240,21 @@ def test_runner_step_is_the_runners_own_last_star_line_of_this_workflow(tmp_path
         stall.on_poll(Poll((_task(),), _view([("a", 1.0), ("b", 2.0)])))
         time.sleep(0.15)
     assert "while step Post x (the runner's last ⭐ line) ran" in stall.after(_done()).violations[0].message
+
+
+def test_the_git_refs_signature_is_found_in_the_job_log_too():
+    refs = "Non-terminating error while running 'git clone': some refs were not updated"
+    found = obs.JobLogSignatures().after(_done(views=[_view([("received task", 1.0), (refs, 2.0), ("ran", 3.0)])]))
+    (violation,) = found.violations
+    assert violation.rule == "signature:git-refs-not-updated" and violation.message.endswith(f"the job log says: {refs}")
+    assert found.observations == {"job_log_signatures": [{"name": "git-refs-not-updated", "line": refs}]}
+    clean = obs.JobLogSignatures().after(_done(views=[_view([("a", 1.0), ("unable to send final job logs and status",
+                                                                           2.0)])]))
+    assert clean == Findings()  # only the signatures the runner writes into the job log are looked for there
+
+
+def test_a_phased_cell_s_stores_look_for_its_own_copy_of_the_action():
+    scope = _scope("moved-tag")
+    assert scope.uses() == ("regress/movetag@v1",)
+    scope.actions["regress/movetag"] = "admin/movetag-12-1-2-abc"
+    assert scope.uses() == ("admin/movetag-12-1-2-abc@v1",)

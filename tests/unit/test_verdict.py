@@ -704,3 +704,40 @@ def test_setup_window_fallbacks():
     assert setup_window(pre) == (1000.0, 1000.5)
     assert setup_window(make_view("success", [("Set up job", "success", ["only"])])) == (1000.0, 1001.0)
     assert setup_window(make_view("success", [("x", "success", [])])) is None
+
+
+# -- stale-action: a changed action's printed version against the commit its tag points at now ------------------
+
+REFS = "Non-terminating error while running 'git clone': some refs were not updated"
+
+
+def _movetag_view(*setup: str, printed: str = "movetag-version: C") -> JobView:
+    return make_view("success", [("Set up job", "success", ["runner received task", *setup, "⭐ Run Main movetag"]),
+                                 ("movetag", "success", [printed]),
+                                 ("Complete job", "success", ["🏁  Job succeeded"])])
+
+
+def _want(marker: str = "C"):
+    from harness.verdict import ActionVersion
+
+    return ActionVersion("regress/movetag", "v1", "77e98e14519200000000", marker)
+
+
+def test_stale_action_quotes_what_ran_what_the_tag_points_at_and_the_git_refs_line():
+    verdict = judge(_movetag_view(REFS, printed="movetag-version: B"), expect(job="success"),
+                    Observation(actions=(_want(),)), default_setup=DEFAULT_SETUP)
+    (stale,) = [v for v in verdict.failing if v.rule == "stale-action"]
+    assert stale.message == (f"job log {REFS!r}, then regress/movetag@v1 printed 'movetag-version: B', but v1 points "
+                             "at 77e98e145192 (movetag-version: C) now: the runner ran an outdated copy of the action")
+    assert verdict.job_status is Status.SUCCESS and rules(verdict) == {"stale-action"}
+
+
+def test_the_current_version_passes_and_a_silent_action_is_a_missing_marker():
+    assert judge(_movetag_view(), expect(job="success"), Observation(actions=(_want(),)), default_setup=DEFAULT_SETUP).ok
+    silent = judge(_movetag_view(printed="hello"), expect(job="success"), Observation(actions=(_want(),)),
+                   default_setup=DEFAULT_SETUP)
+    assert [(v.rule, v.message) for v in silent.failing] == [(
+        "marker-missing", "no job log line 'movetag-version:': regress/movetag@v1 (now 77e98e145192, version C) "
+        "never said which version ran")]
+    assert judge(_movetag_view(printed="movetag-version: B"), expect(job="success"), Observation(),
+                 default_setup=DEFAULT_SETUP).ok  # no changed action: nothing to compare
