@@ -455,7 +455,8 @@ class CellRun:
         printed = {v.action: [line.message.strip() for view in self.done.views for line in view.log_lines()
                               if v.prefix in line.message] for v in self.expected}
         self.result.observations.setdefault("phases", []).append({
-            "phase": name, "repo": self.cell.repo, "job": str(verdict.job_status), "setup_seconds": verdict.setup_seconds,
+            "phase": name, "repo": self.cell.repo, "runner_from_log": self.result.observations.get("runner_from_log"),
+            "job": str(verdict.job_status), "setup_seconds": verdict.setup_seconds,
             "cold": verdict.cold, "rules": list(dict.fromkeys(v.rule for v in verdict.failing)),
             "actions": [{"action": v.action, "ref": v.ref, "commit": v.commit, "expected": v.marker,
                          "printed": printed.get(v.action, [])} for v in self.expected],

@@ -1,0 +1,107 @@
+"""In-place upgrade, the upgrade report's own path: a private 11.3.1 runner warmed by a phase (action clones,
+cache store, ``.runner``), stopped, 12.1.2 started on the same files, then phases that move the action's tag.
+
+The answer (does 12.x cope with v11's clones beside its own bare clones, what does the store hold afterwards)
+is recorded in the test's properties and in the bundle (``inplace-upgrade.json``); the test fails when 12.x
+does not run the current action code or v11's state is not what it started from.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from harness.cell import run_cell
+from harness.lab.lab import RunnerSpec, boot
+from harness.runners import binaries
+from harness.runners.upgrade import store_inventory, upgrade_in_place
+from harness.scenarios import load
+from harness.target import RunnerHandle, open_lab
+from harness.versions import Version
+
+from .conftest import FORGEJOS, resolve_or_skip
+
+pytestmark = [pytest.mark.lab]
+OLD, NEW = Version(11, 3, 1), Version(12, 1, 2)
+
+WORKFLOW = """name: inplace-upgrade
+on: [push]
+jobs:
+  inplace-upgrade:
+    runs-on: __RUNS_ON__
+    steps:
+      - uses: actions/checkout@v4
+      - name: movetag
+        uses: regress/movetag@v1
+      - name: cache
+        uses: regress/cache-roundtrip@v1
+"""
+EXPECT = """kind: native
+job: success
+steps: {movetag: success, cache: success}
+phases:
+  - {name: A}   # 11.3.1, cold: clones checkout, movetag, cache-roundtrip; fills the cache store
+  - {name: B, change: {kind: descendant, action: regress/movetag}}   # 12.1.2 on the same files
+  - {name: C, change: {kind: orphan, action: regress/movetag}}   # the tag move 11.3.1 cannot follow
+"""
+
+
+def summary(seen: dict) -> str:
+    """The measured answer in a few lines."""
+    before, after = seen.get("v11_left") or {}, seen.get("after") or {}
+    printed = {p["phase"]: (p.get("runner_from_log") or {}).get("version", "?") + " printed "
+               + ",".join(line for a in p.get("actions") or [] for line in a.get("printed") or []) + f" ({p['job']})"
+               for p in seen.get("phases") or []}
+    return (f"phases: {printed}\n"
+            f"action cache with 11.3.1's files: {before.get('kinds')}; afterwards: {after.get('kinds')}\n"
+            f"cache store: {before.get('cache_store')} → {after.get('cache_store')}")
+
+
+@pytest.fixture(scope="module")
+def target():
+    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
+    forgejo = resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+    lab = boot(f"upg-{uuid.uuid4().hex[:6]}", forgejo, [RunnerSpec(resolve_or_skip("forgejo-runner", OLD))],
+               use_docker=False)
+    yield open_lab(lab)
+    assert not lab.down()
+
+
+def test_v12_started_on_a_warm_v11_runner_s_files(target, tmp_path, record_property):
+    new = resolve_or_skip("forgejo-runner", NEW)
+    folder = tmp_path / "scenarios" / "inplace-upgrade"
+    folder.mkdir(parents=True)
+    (folder / "workflow.yml").write_text(WORKFLOW)
+    (folder / "expect.yml").write_text(EXPECT)
+    scenario = load("inplace-upgrade", folder.parent)
+    seen: dict[str, object] = {}
+    with target.lab.private_runner(str(OLD)) as runner:
+        handle = RunnerHandle(str(OLD), OLD, dict(runner.labels), runner)
+
+        def upgrade(phase, _handle):
+            if phase.name == "B":
+                seen["v11_left"] = store_inventory(runner)
+                seen["upgrade"] = upgrade_in_place(runner, new)
+
+        result = run_cell(target, scenario, handle, tmp_path / "bundle", evidence="always", own_runner=True,
+                          before_phase=upgrade)
+        seen["after"] = store_inventory(runner)
+        seen["runner_log_errors"] = [line for line in runner.log_file.read_text(errors="replace").splitlines()
+                                     if "level=error" in line or "level=warn" in line][-20:]
+    phases = result.observations.get("phases", [])
+    seen["phases"] = [{k: p.get(k) for k in ("phase", "runner_from_log", "job", "rules", "setup_seconds", "actions")}
+                      for p in phases]
+    answer = json.dumps(seen, indent=1, default=str)
+    (tmp_path / "bundle" / "inplace-upgrade.json").write_text(answer)
+    record_property("inplace_upgrade", answer)
+    record_property("inplace_upgrade_summary", summary(seen))
+    print(summary(seen))
+    assert result.error is None, f"{result.error}\n{answer}"
+    ran = [(p["phase"], (p.get("runner_from_log") or {}).get("version")) for p in phases]
+    assert ran == [("A", str(OLD)), ("B", str(NEW)), ("C", str(NEW))], ran
+    v11 = seen["v11_left"]
+    assert v11["kinds"].get("clone (work tree)", 0) >= 3 and v11["runner_files"][".runner"], answer
+    assert v11["cache_store"]["files"] > 0, f"phase A left nothing in the cache store:\n{answer}"
+    assert result.passed, f"12.1.2 on v11's files:\n{result.verdict.table() if result.verdict else ''}\n{answer}"
