@@ -596,9 +596,9 @@ def stale_actions(jobs: Sequence[_Job], actions: Sequence[ActionVersion]) -> lis
             assert job.view is not None
             why = next((f"job log {m.message.strip()!r}, then " for m in job.view.log_lines()
                         if REFS_NOT_UPDATED in m.message), "")
-            violations.append(Violation(STALE_ACTION, f"{job.label}{why}{want.action}@{want.ref} printed {line!r}, but "
-                                        f"{want.ref} points at {want.commit[:12]} ({want.prefix} {want.marker}) now: "
-                                        "the runner ran an outdated copy of the action"))
+            violations.append(Violation(STALE_ACTION, f"{job.label}{why}{want.action}@{want.ref} printed {line!r} though "
+                                        f"{want.ref} is at {want.commit[:12]} ({want.prefix} {want.marker}): outdated "
+                                        "action code ran"))
     return violations
 
 

@@ -727,8 +727,8 @@ def test_stale_action_quotes_what_ran_what_the_tag_points_at_and_the_git_refs_li
     verdict = judge(_movetag_view(REFS, printed="movetag-version: B"), expect(job="success"),
                     Observation(actions=(_want(),)), default_setup=DEFAULT_SETUP)
     (stale,) = [v for v in verdict.failing if v.rule == "stale-action"]
-    assert stale.message == (f"job log {REFS!r}, then regress/movetag@v1 printed 'movetag-version: B', but v1 points "
-                             "at 77e98e145192 (movetag-version: C) now: the runner ran an outdated copy of the action")
+    assert stale.message == (f"job log {REFS!r}, then regress/movetag@v1 printed 'movetag-version: B' though v1 is at "
+                             "77e98e145192 (movetag-version: C): outdated action code ran")
     assert verdict.job_status is Status.SUCCESS and rules(verdict) == {"stale-action"}
 
 
