@@ -32,7 +32,7 @@ from harness.observe.observers import Commands, SlowActions, choose
 from harness.outcome import Outcome
 from harness.procs import alive
 from harness.scenarios import ACTIONS_DIR, KnownBug, Phase, Scenario
-from harness.target import RunnerHandle, Target, private_handle
+from harness.target import RunnerHandle, Target, actions_base, private_handle
 from harness.verdict import ActionVersion, Observation, Verdict, Violation, judge, selfcheck_mismatch
 from harness.watch import RunWatch
 
@@ -144,6 +144,9 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
     if scenario.expect.phases and handle.lab_runner is None:
         raise NotRunnable("runs in phases on one runner nobody else uses meanwhile (its action cache is what is "
                           "tested), which only a lab runner allows")
+    if scenario.expect.phases and actions_base(target).rstrip("/") != target.url.rstrip("/"):
+        raise NotRunnable("its phases move this cell's own copies of actions in the lab Forgejo, which --actions-url "
+                          "replaces as the runners' source of actions")
     if scenario.expect.slow_actions is not None and handle.lab_runner is None:
         raise NotRunnable("needs the slow action server on this machine's loopback, which only a lab runner "
                           "reaches")

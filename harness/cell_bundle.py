@@ -25,7 +25,7 @@ OVERRIDES_FILE = "runner-config-overrides.yaml"  # the --runner-config file of t
 
 def _ran(run: CellRun) -> list[ActionRan]:
     cell = run.cell
-    uses = cell.scenario.uses()
+    uses = cell.uses()  # as pushed: a phased cell's changed actions are its own copies
     lab_runner = cell.handle.lab_runner
     return actions_ran(uses, action_origins(cell.target, uses), run.done.raw_log if run.done else None,
                        lab_runner.workdir if lab_runner else None)

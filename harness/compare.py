@@ -261,7 +261,7 @@ def _classify(scenario: str, base: Sequence[Cell], cand: Sequence[Cell], baselin
     if not b_all:
         if c_all:
             failed = [c for c in base if c.outcome is Outcome.FAIL]
-            why = (failed[-1].reason if failed else "").replace("\n", " ")[:240]
+            why = (failed[-1].reason if failed else "").replace("\n", " ").split("; [")[0][:240]  # its first violation
             return GateFinding(scenario, FIXED, f"fails on {baseline}{classes(base)}, passes on {candidate}"
                                + (f" ({baseline}: {why})" if why else ""))
         return GateFinding(scenario, KNOWN_FAILURE, f"fails on both versions ({baseline}{classes(base)}, "
