@@ -66,7 +66,8 @@ class FakeResult:
                 "outcome": str(self.outcome), "reason": self.reason, "passed": self.outcome is Outcome.PASS,
                 "error": self.error, "selfcheck_problem": None,
                 "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
-                "observations": {}, "bundle": None}
+                "observations": {}, "bundle": None,
+                "class": "stale-action" if self.outcome is Outcome.FAIL and self.rule == "stale-action" else None}
 
     def known_bug_reproduced(self):
         return self.known_bug is not None and self.outcome is Outcome.FAIL and self.rule == "stale-action"
@@ -274,8 +275,8 @@ def test_a_known_bug_fixed_in_the_candidate_is_an_xfail_and_the_gate_says_fixed(
     stays ``fail``, and the gate calls the scenario fixed in 12.1.2 and exits 0."""
     result = project({"moved-tag@11.3.1": "stale"}, *GATE, "-k", "moved-tag", "-rxX")
     result.assert_outcomes(passed=1, xfailed=1)
-    result.stdout.fnmatch_lines(["*fixed: moved-tag — fails on 11.3.1 [[]stale-action[]]: stale-action: job failure*"
-                                 "; passes on 12.1.2", "gate passed (nothing regressed)"])
+    result.stdout.fnmatch_lines(["*fixed: moved-tag — fails on 11.3.1 [[]stale-action[]], passes on 12.1.2 (11.3.1: "
+                                 "stale-action: job failure, expected success)", "gate passed (nothing regressed)"])
     result.stdout.fnmatch_lines(["XFAIL *test_scenario[[]moved-tag-11.3.1[]] - known bug on runner <12.0.0: "
                                  "stale-action (*1156)"])
     assert result.ret == pytest.ExitCode.OK
@@ -284,7 +285,7 @@ def test_a_known_bug_fixed_in_the_candidate_is_an_xfail_and_the_gate_says_fixed(
     assert outcomes["11.3.1"][0] == "fail" and outcomes["12.1.2"] == ("pass", None)
     assert gate_json(pytester)["findings"][0]["kind"] == "fixed"
     row = (run_dir(pytester) / "report.md").read_text().splitlines()[-1]
-    assert row.startswith("| moved-tag ◆ | FAIL") and "[stale-action]" in row
+    assert row.startswith("| moved-tag ◆ | FAIL [stale-action]")
 
 
 BOTH = ("-m", "regression", "--runner-version", "11.3.1", "--runner-version", "12.1.2")  # no gate
