@@ -75,3 +75,14 @@ def test_cpu_plot_is_in_the_bundle(target, tmp_path):
     assert result.passed, result.error or (result.verdict and result.verdict.table())
     png = tmp_path / "bundle" / "cpu.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [("killed-during-post", classify.FINALIZATION_LOST),
+                                                    ("post-exit-1", classify.HIDDEN_POST_FAILURE),
+                                                    ("slow-action-fetch", classify.SETUP_SLOW)])
+def test_each_selfcheck_is_classified_as_the_mechanism_it_reproduces(target, tmp_path, scenario, expected):
+    handle = next(iter(target.runners.values()))
+    result = run_cell(target, load(scenario), handle, tmp_path / "bundle", evidence="always")
+    assert result.passed, result.error or result.selfcheck_problem
+    assert result.classification.name == expected, result.classification
+    assert (tmp_path / "bundle" / "repro.md").read_text().startswith(f"class: {expected} — ")
