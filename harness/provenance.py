@@ -126,7 +126,7 @@ def actions_ran(uses: Iterable[str], origins: Mapping[str, ActionOrigin], job_lo
         if split is None:
             continue
         repo, ref = split
-        origin = origins.get(repo, ActionOrigin("not seeded", ""))
+        origin = origins.get(repo, ActionOrigin("not seeded by the suite", ""))
         url = urls.get(f"{repo}@{ref}")
         commit, commit_from, git_dir = None, "unknown: the runner's clone is gone and the lab does not serve it", None
         clone = runner_clone(workdir, use, url) if workdir is not None else None

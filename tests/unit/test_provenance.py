@@ -112,7 +112,7 @@ def test_what_ran_from_an_11_work_tree_is_its_checked_out_commit(action, tmp_pat
     git(tree, "checkout", "-q", tagged)
     git(tree, "tag", "-f", "v3", head)  # the work tree's HEAD is what ran, whatever its tags say now
     [ran] = actions_ran(["myorg/myaction@v3"], {}, LOG, tmp_path / "workdir")
-    assert (ran.commit, ran.commit_from, ran.kind) == (tagged, "runner clone", "not seeded")
+    assert (ran.commit, ran.commit_from, ran.kind) == (tagged, "runner clone", "not seeded by the suite")
 
 
 def test_without_a_runner_clone_the_lab_repository_resolves_the_ref(action, tmp_path):
