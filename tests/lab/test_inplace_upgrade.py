@@ -104,4 +104,8 @@ def test_v12_started_on_a_warm_v11_runner_s_files(target, tmp_path, record_prope
     v11 = seen["v11_left"]
     assert v11["kinds"].get("clone (work tree)", 0) >= 3 and v11["runner_files"][".runner"], answer
     assert v11["cache_store"]["files"] > 0, f"phase A left nothing in the cache store:\n{answer}"
+    after = seen["after"]  # the measured answer, kept as a check: 12.x keys its clones apart and leaves v11's alone
+    assert after["kinds"].get("clone (work tree)") == v11["kinds"]["clone (work tree)"], answer
+    assert after["kinds"].get("bare clone", 0) >= 3, answer
+    assert after["cache_store"]["files"] > v11["cache_store"]["files"], answer  # 12.x wrote into v11's store
     assert result.passed, f"12.1.2 on v11's files:\n{result.verdict.table() if result.verdict else ''}\n{answer}"
