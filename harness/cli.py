@@ -254,6 +254,20 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Each bundle's class line, then the lines and timings that decided it."""
+    from harness.bundle_class import classify_bundle
+
+    for bundle in args.bundles:
+        found = classify_bundle(Path(bundle))
+        _print(f"{bundle}: {found.line() if found else 'class: none — every expectation held'}")
+        for line in found.evidence if found else ():
+            _print(f"  {line}")
+        if found and found.timings:
+            _print("  timings: " + ", ".join(f"{k}={v}" for k, v in found.timings.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--runner-config", action="append", metavar="NAME=FILE",
                        help="default: the bundle's config axis (its runner-config-overrides.yaml)")
     rerun.add_argument("--actions-url", metavar="URL", help="default: the bundle's actions URL, if any")
+    klass = sub.add_parser("classify", help="The failure class of evidence bundles, from their files alone.")
+    klass.add_argument("bundles", nargs="+", metavar="BUNDLE")
     bis = sub.add_parser("bisect", help="Find the first runner version that fails a scenario.")
     bis.add_argument("--good", required=True)
     bis.add_argument("--bad", required=True)
@@ -306,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_rerun(args)
         if args.command == "bisect":
             return cmd_bisect(args)
+        if args.command == "classify":
+            return cmd_classify(args)
         return handlers[args.lab_command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -268,6 +268,34 @@ class Verdict:
         }
 
 
+def verdict_from_json(data: Mapping[str, Any]) -> Verdict:
+    """A verdict back from its ``to_json()`` (a bundle's verdict.json): what the classifier reads of it.
+
+    Raises:
+        ValueError: not a verdict's JSON (a status or severity that is none of the known words).
+    """
+    def rows(job: Mapping[str, Any]) -> tuple[StepRow, ...]:
+        return tuple((str(s["name"]), Status(str(s["status"])), s.get("duration")) for s in job.get("steps") or [])
+
+    def posts(job: Mapping[str, Any]) -> tuple[PostStep, ...]:
+        return tuple(PostStep(str(p["name"]), Status(str(p["outcome"])) if p.get("outcome") else None)
+                     for p in job.get("post_steps") or [])
+
+    try:
+        jobs = tuple(JobVerdict(int(j.get("index", i)), str(j.get("name", "")), Status(str(j.get("status"))), rows(j),
+                                posts(j), j.get("setup_seconds"), bool(j.get("viewed", True)))
+                     for i, j in enumerate(data.get("jobs") or []))
+        violations = tuple(Violation(str(v["rule"]), str(v.get("message", "")), str(v.get("severity", "fail")))
+                           for v in data.get("violations") or [])
+        first = jobs[0] if jobs else JobVerdict(0, "", Status(str(data.get("job", "unknown"))), (), (), None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a verdict: {exc!r}") from None
+    if any(v.severity not in ("fail", "report") for v in violations):
+        raise ValueError("not a verdict: a violation's severity is neither 'fail' nor 'report'")
+    return Verdict(violations, first.status, first.steps, first.post_steps, data.get("setup_seconds"),
+                   data.get("setup_budget"), data.get("cold"), jobs)
+
+
 def _rows_table(job: JobVerdict, indent: str) -> list[str]:
     width = min(max([len(n) for n, _, _ in job.steps] + [10]), 60)
     lines = []

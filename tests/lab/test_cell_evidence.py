@@ -10,6 +10,7 @@ import pytest
 
 from harness import classify
 from harness.budgets import BUDGETS
+from harness.bundle_class import classify_bundle
 from harness.cell import run_cell
 from harness.lab.lab import RunnerSpec, boot
 from harness.scenarios import load
@@ -67,6 +68,7 @@ def test_frozen_runner_bundle_has_stall_time_step_cpu_and_goroutines(target, tmp
     assert "'Complete job' ran" in found.why
     assert (bundle / "repro.md").read_text().startswith("class: finalization-lost — ")
     assert json.loads((bundle / "result.json").read_text())["class"] == "finalization-lost"
+    assert classify_bundle(bundle) == found  # the bundle alone gives the same class, lines and timings
 
 
 def test_cpu_plot_is_in_the_bundle(target, tmp_path):

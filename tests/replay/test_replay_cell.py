@@ -20,6 +20,7 @@ from replay_server import JOB_VIEW, Fault, load_exchanges, load_meta, scenario_d
 
 from harness import cell as cell_mod
 from harness import cell_bundle, classify
+from harness.bundle_class import classify_bundle
 from harness.cell import run_cell
 from harness.forgejo.client import ForgejoClient
 from harness.forgejo.transcript import Transcript
@@ -188,6 +189,7 @@ def test_job_done_timeout_keeps_the_last_view_cancels_and_judges(replay, monkeyp
     assert (bundle / "repro.md").read_text().splitlines()[0].startswith("class: gave-up-waiting — the job was still")
     record = result.to_json()
     assert record["class"] == "gave-up-waiting" and record["class_evidence"]["lines"]
+    assert classify_bundle(bundle) == result.classification  # from the bundle's files alone
 
 
 def test_never_picked_with_the_runner_running_is_a_runner_failure(replay, monkeypatch, fake_runner, tmp_path):
