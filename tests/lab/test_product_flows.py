@@ -60,6 +60,8 @@ def test_gate_fails_on_a_real_regression_and_the_bundle_reruns(binaries_present,
     assert len(bundles) == 1, bundles
     bundle = bundles[0]
     repro = (bundle / "repro.md").read_text()
+    assert repro.startswith("class: step-failed — 'Set up job' failed and the runner reported it"), repro[:300]
+    assert "FAIL [step-failed]" in out and "git worktree add error" in repro
     for needed in ("## What was run", "## Expected", "## Observed", "## How to re-run", "worktree"):
         assert needed in repro, needed
     for name in ("job.log", "runner.log", "job-view.json", "api-transcript.jsonl", "workflow.yml",
