@@ -84,7 +84,7 @@ class Inputs:
     tasks: Sequence[Task] = ()
     error: str | None = None
     selfcheck_problem: str | None = None
-    runner_log: str | None = None  # only a stale-action line is read from it (the class never needs it)
+    runner_log: str | None = None  # read for a stale-action line only (the job log carries the same line)
     zombie_timeout: float | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
 
