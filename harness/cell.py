@@ -23,6 +23,7 @@ from harness.budgets import BUDGETS, Budgets
 from harness.classify import STALE_ACTION, STALE_RULES, Classification, Inputs, classify
 from harness.errors import HarnessError, PollTimeout
 from harness.faults.action_repo import ActionCopy
+from harness.faults.proxy import FaultProxy
 from harness.forgejo.client import RepoFile
 from harness.forgejo.models import JobView, parse_go_duration
 from harness.forgejo.web import JobRef
@@ -90,7 +91,8 @@ class CellResult:
         """True when the cell's expectation holds (selfchecks: exactly the expected violations)."""
         if self.error or self.verdict is None or self.selfcheck_problem is not None:
             return False
-        return self.verdict.ok or self.observations.get("selfcheck", False)
+        return self.verdict.ok or self.observations.get("selfcheck", False) or self.observations.get(
+            "fault_expected", False)
 
     def to_json(self) -> dict[str, Any]:
         """The cell as report.json holds it."""
@@ -147,6 +149,9 @@ def check_runnable(target: Target, scenario: Scenario, handle: RunnerHandle) -> 
     if scenario.expect.phases and actions_base(target).rstrip("/") != target.url.rstrip("/"):
         raise NotRunnable("its phases move this cell's own copies of actions in the lab Forgejo, which --actions-url "
                           "replaces as the runners' source of actions")
+    if scenario.expect.fault is not None and handle.lab_runner is None:
+        raise NotRunnable("needs the fault proxy between the runner and Forgejo, which only a lab runner can be "
+                          "pointed at (runners the suite did not start are never touched)")
     if scenario.expect.slow_actions is not None and handle.lab_runner is None:
         raise NotRunnable("needs the slow action server on this machine's loopback, which only a lab runner "
                           "reaches")
@@ -199,7 +204,8 @@ def run_cell(
                     with cell.observing:
                         slow = SlowActions(target.url, scenario.expect.slow_actions,
                                            scenario.expect.slow_bandwidth) if scenario.expect.slow_actions else None
-                        run.observers = choose(cell, Commands(log_command, stall_command), slow)
+                        run.observers = choose(cell, Commands(log_command, stall_command), slow,
+                                                run.fault_proxy)
                         for observer in run.observers:
                             observer.before(cell)
                         run.push(scenario.render(cell.label, slow.url if slow else None, run.action_names()),
@@ -213,11 +219,20 @@ def run_cell(
                 result.error = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
             finally:
                 run.classify()
+                run.expect_fault_class()  # the class decides a fault cell
                 run.write_evidence(bundle_dir, evidence)
     except HarnessError as exc:  # only the clean-up after the evidence can get here (e.g. the runner's restart)
         result.error = (result.error + "\n" if result.error else "") + f"clean-up after the cell failed: {exc}"
         result.classification = classify(Inputs(result.verdict, error=result.error))
     return result
+
+
+def cell_class(result: CellResult) -> str | None:
+    """The cell's failure class (``pass`` for a cell whose verdict holds)."""
+    if result.verdict is not None and result.verdict.ok:
+        return "pass"
+    classification = getattr(result, "classification", None)
+    return getattr(classification, "name", None)
 
 
 def repo_name(scenario: Scenario, runner_key: str) -> str:
@@ -245,6 +260,7 @@ class CellRun:
     expected: tuple[ActionVersion, ...] = ()  # what the changed actions must print in this phase
     earlier: list[Violation] = field(default_factory=list)  # the violations of the phases before this one
     phase_evidence: list[EvidenceWriter] = field(default_factory=list)
+    fault_proxy: FaultProxy | None = None
 
     def my_requests(self) -> list[dict[str, Any]]:
         """This cell's exchanges since its start (cells running at once share one transcript): those naming
@@ -267,9 +283,15 @@ class CellRun:
         expect, lab, shared = cell.scenario.expect, cell.target.lab, cell.handle.lab_runner
         if lab is None or shared is None or (expect.control is None and expect.slow_actions is None
                                              and expect.heavy is None  # heavy: measures its runner's concurrency
-                                             and not expect.phases):  # phases: its action cache is what is tested
+                                             and not expect.phases  # phases: its action cache is what is tested
+                                             and expect.fault is None):
             return
-        cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify)
+        via = None
+        if expect.fault is not None:  # the runner talks to Forgejo through the proxy from its registration on
+            self.fault_proxy = FaultProxy(lab.forgejo.url, lab.forgejo.host).start()
+            cell.teardown.callback(self.fault_proxy.stop)  # after the runner's stop (the stack unwinds backwards)
+            via = self.fault_proxy.url
+        cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify, via)
         cell.label = self.result.label = cell.handle.runs_on(cell.scenario.expect.kind) or cell.label
         cell.disposable = True
         self.result.observations["private_runner"] = cell.handle.lab_runner.name
@@ -471,6 +493,27 @@ class CellRun:
         verdict = dataclasses.replace(verdict, violations=(*self.earlier, *own))
         self.earlier.extend(own)
         return verdict
+
+    def expect_fault_class(self) -> None:
+        """A fault cell holds when its class is the one its ``fault.expect`` names for this runner (an unexpected
+        class, or none, is said as the cell's problem)."""
+        spec, result = self.cell.scenario.expect.fault, self.result
+        if spec is None or result.verdict is None:
+            return
+        expected = spec.expected_for(result.runner_key, result.version)
+        actual = cell_class(result)
+        fault = result.observations.setdefault("fault", {})
+        fault.update({"class": actual, "expected_class": expected,
+                      "rests_on": spec.rests_on.get(result.version) or spec.rests_on.get(result.runner_key)})
+        if not fault.get("fired"):
+            result.selfcheck_problem = f"fault: the trigger ({spec.trigger.describe()}) never came, nothing was injected"
+        elif expected is None:
+            result.selfcheck_problem = (f"fault: expect.yml names no expected class for runner {result.runner_key} "
+                                        f"(got {actual})")
+        elif actual != expected:
+            result.selfcheck_problem = f"fault: expected class {expected} on {result.runner_key}, got {actual or 'none'}"
+        else:
+            result.observations["fault_expected"] = True
 
     def write_evidence(self, bundle_dir: Path, evidence: str) -> None:
         """The bundle, when asked for; a failure to write it is said, and never stops the clean-up."""

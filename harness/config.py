@@ -95,7 +95,10 @@ OPTIONS: tuple[Option, ...] = (
            "DEFAULT_ACTIONS_URL, e.g. a mirror forge) instead of the lab's seeded stand-ins.", metavar="URL"),
     Option("runner-config", "list", "Add a config axis for lab runners: NAME=FILE (YAML merged into the runner "
            "config; repeatable).", metavar="NAME=FILE"),
+    Option("zombie-timeout", "str", "The lab Forgejo's [actions] ZOMBIE_TASK_TIMEOUT (Go duration; lab default 30s, "
+           "Forgejo's own 10m).", metavar="DURATION"),
 )
+GO_DURATION = re.compile(r"(\d+(\.\d+)?(ms|s|m|h))+")
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Settings:
     runner_stall_command: str | None = None
     warm_up: bool = False
     warm_up_repos: int = 3
+    zombie_timeout: str | None = None  # the lab's ZOMBIE_TASK_TIMEOUT (None: the lab's 30s)
     sources: Mapping[str, Setting] = field(default_factory=dict)
 
     @property
@@ -321,6 +325,18 @@ def _existing(r: _Raw, env: Mapping[str, str], axes: Mapping[str, Any]) -> dict[
             "runner_stall_command": r.get("runner-stall-command") or None}
 
 
+def _zombie_timeout(r: _Raw) -> str | None:
+    value = str(r.get("zombie-timeout") or "").strip()
+    if not value:
+        return None
+    if not GO_DURATION.fullmatch(value):
+        raise ConfigError(f"--zombie-timeout {value!r} ({r.where('zombie-timeout')}): a Go duration such as 30s or 10m")
+    if r.get("forgejo-url"):
+        raise ConfigError(f"--zombie-timeout ({r.where('zombie-timeout')}) sets the lab Forgejo's app.ini; an existing "
+                          "instance (--forgejo-url) has its own")
+    return value
+
+
 def _gate(r: _Raw) -> dict[str, Any]:
     baseline = _runner_key(r.get("baseline"), r.where("baseline")) if r.get("baseline") else None
     candidate = _runner_key(r.get("candidate"), r.where("candidate")) if r.get("candidate") else None
@@ -422,5 +438,6 @@ def build(raw: Mapping[str, Setting], environ: Mapping[str, str] | None = None) 
         scenario_dirs=_scenario_dirs(r),
         actions_url=_actions_url(r),
         **_warm_up(r),
+        zombie_timeout=_zombie_timeout(r),
         sources=dict(raw),
     )

@@ -17,10 +17,11 @@ from typing import Any, NoReturn
 import pytest
 from filelock import FileLock
 
-from harness import config, report, warmup
+from harness import compare, config, report, warmup
 from harness.cell import CellResult, NotRunnable, run_cell
 from harness.errors import ConfigError, HarnessError
 from harness.evidence import safe_name
+from harness.faults.table import fault_lines
 from harness.lab import lab as labs
 from harness.outcome import Outcome
 from harness.paths import labs_dir
@@ -232,6 +233,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 config.stash[NOT_APPLICABLE] = dict(plan_lab(settings, versions).not_applicable)
             except HarnessError as exc:
                 problem = str(exc)
+    _deselect_fault_cells(config, items)
     config.stash[PLAN_PROBLEM] = problem
     if problem:
         if _selects_regression(config) and not settings.existing:
@@ -242,6 +244,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         first_line = problem.splitlines()[0]
         for item in lab_items:
             item.add_marker(pytest.mark.skip(reason=f"lab binaries missing: {first_line}"))
+
+
+def _deselect_fault_cells(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``-m``/``-k`` naming them, the default run keeps only the fault scenarios marked ``ci: true``."""
+    if config.getoption("markexpr", "") or config.getoption("keyword", ""):
+        return
+    catalogue = _catalogue(config)
+    dropped = []
+    for item in items:
+        param = _cell_param(item)
+        if param is None or not item.get_closest_marker("faults"):
+            continue
+        spec = catalogue.load(param.scenario).expect.fault
+        if spec is not None and not spec.ci:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -431,7 +451,9 @@ def assert_cell(result: CellResult) -> None:
         pytest.fail(f"INCONCLUSIVE: {result.reason or 'no reason recorded'}\n({who}: our side failed, "
                     f"not the runner){table}{where}", pytrace=False)
     if result.selfcheck_problem:
-        pytest.fail(f"selfcheck {who}: {result.selfcheck_problem}{table}{where}", pytrace=False)
+        kind = "fault" if "fault" in result.observations and result.selfcheck_problem.startswith("fault") \
+            else "selfcheck"
+        pytest.fail(f"{kind} {who}: {result.selfcheck_problem}{table}{where}", pytrace=False)
     if result.verdict is None:
         pytest.fail(f"{who}: {result.reason}{where}", pytrace=False)
     reproduced = getattr(result, "known_bug_reproduced", None)
@@ -561,6 +583,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in (run_dir / "report.md").read_text().splitlines()[2:]:
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"report: {run_dir / 'report.md'} (and report.json, index.md)")
+    faults = fault_lines(compare.load_records(run_dir / report.CELLS_DIR)[0])
+    if faults:
+        terminalreporter.section("forgejo-runner-regress: faults (fault × runner → class)")
+        for line in faults:
+            terminalreporter.write_line(line)
     settings = _settings(config)
     lines = report.summary_lines(finished, str(settings.candidate), settings.compare_baseline)
     if lines:

@@ -12,6 +12,7 @@ import yaml
 
 from harness.errors import ConfigError
 from harness.faults.heavy_action import HeavySpec
+from harness.faults.proxy import MODES, Fault, Trigger
 from harness.forgejo.models import Status
 from harness.versions import Version
 
@@ -147,6 +148,60 @@ class KnownBug:
 
 
 @dataclass(frozen=True)
+class FaultSpec:
+    """A ``fault:`` block: the fault proxy's fault and trigger, and the class expected per runner."""
+
+    fault: Fault
+    trigger: Trigger
+    expect: Mapping[str, str]  # runner key (``12.1.2-retry``) or version (``12.1.2``) → expected class
+    rests_on: Mapping[str, str] = field(default_factory=dict)  # version → the runner source line the class rests on
+    ci: bool = False  # also part of the default run (no ``-m``); else only with ``-m faults``
+
+    def expected_for(self, runner_key: str, version: str) -> str | None:
+        """The expected class of a runner: by its key (a config axis), else by its version."""
+        return self.expect.get(runner_key) or self.expect.get(version)
+
+
+def parse_fault(data: Any, fail: Any) -> FaultSpec:
+    """Parse and validate a ``fault:`` block (``fail(message)`` builds the error naming the file)."""
+    if not isinstance(data, Mapping):
+        raise fail("fault must be a mapping: {mode, at, expect[, delay, status, rpc, rests_on, ci]}")
+    unknown = set(data) - {"mode", "delay", "status", "rpc", "at", "expect", "rests_on", "ci"}
+    if unknown:
+        raise fail(f"fault: unknown keys {sorted(unknown)}")
+    mode = data.get("mode")
+    if mode not in MODES:
+        raise fail(f"fault.mode must be one of {MODES}, not {mode!r}")
+    try:
+        delay = float(data.get("delay", 0))
+        status = int(data.get("status", 500))
+    except (TypeError, ValueError):
+        raise fail("fault.delay is seconds, fault.status an HTTP status") from None
+    rpc = str(data.get("rpc") or "")
+    if mode == "delay" and delay <= 0:
+        raise fail("fault.mode delay needs delay: <seconds>")
+    if mode == "answer" and (not rpc or not 400 <= status <= 599):
+        raise fail("fault.mode answer needs rpc (UpdateLog, UpdateTask, FetchTask) and a status 400-599")
+    on = data.get("at")  # `on:` would be YAML's boolean true
+    if not isinstance(on, Mapping) or len(set(on) & set(Trigger.KINDS)) != 1 or set(on) - {*Trigger.KINDS, "seconds"}:
+        raise fail(f"fault.at takes one of {Trigger.KINDS} (step: also seconds), e.g. {{log: '⭐ Run Post x'}}")
+    kind = next(k for k in Trigger.KINDS if k in on)
+    text = "" if kind in ("complete_job", "first_report") else str(on[kind])
+    seconds = float(on.get("seconds", 0))
+    if seconds and kind != "step":
+        raise fail("fault.at.seconds goes with step: (N seconds after the step started)")
+    expect = data.get("expect")
+    if not isinstance(expect, Mapping) or not expect:
+        raise fail("fault.expect must map runner versions (or runner keys such as 12.1.2-retry) to the expected class")
+    rests_on = data.get("rests_on") or {}
+    if not isinstance(rests_on, Mapping):
+        raise fail("fault.rests_on must map versions to the runner source line the expectation rests on")
+    return FaultSpec(Fault(mode, delay, status, rpc), Trigger(kind, text, seconds),
+                     {str(k): str(v) for k, v in expect.items()}, {str(k): str(v) for k, v in rests_on.items()},
+                     bool(data.get("ci", False)))
+
+
+@dataclass(frozen=True)
 class Expect:
     """What a scenario expects (parsed from ``expect.yml``)."""
 
@@ -173,6 +228,7 @@ class Expect:
     heavy: HeavyActions | None = None  # heavy stand-in actions seeded when the cell runs; a relative setup budget
     phases: tuple[Phase, ...] = ()  # runs of one cell with action changes between them (one run when empty)
     known_bug: KnownBug | None = None
+    fault: FaultSpec | None = None  # the fault proxy between the runner and Forgejo (marker ``faults``)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -187,6 +243,7 @@ class Expect:
             "observe", "expected_violations", "requires", "runner_control", "dispatch", "slow_actions", "jobs",
             "heavy_actions", "setup_budget_relative",
             "phases", "known_bug",
+            "fault",
         }
         if unknown:
             raise fail(f"unknown keys {sorted(unknown)}")
@@ -196,6 +253,9 @@ class Expect:
         marker = data.get("marker", "regression")
         if marker not in MARKERS:
             raise fail(f"marker must be one of {MARKERS}, not {marker!r}")
+        fault = parse_fault(data["fault"], fail) if data.get("fault") is not None else None
+        if fault is not None and marker != "faults":
+            raise fail("a fault: block goes with marker: faults")
 
         def status(value: Any, key: str) -> Status:
             parsed = Status.parse(value)
@@ -282,6 +342,7 @@ class Expect:
 
             phases=_phases(data.get("phases"), fail),
             known_bug=_known_bug(data.get("known_bug"), fail),
+            fault=fault,
             raw=data,
         )
 

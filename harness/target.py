@@ -106,6 +106,7 @@ class LabPlan:
     forgejo: binaries.Binary
     specs: tuple[labs.RunnerSpec, ...]
     not_applicable: Mapping[str, str] = field(default_factory=dict)
+    zombie: ZombieSettings = field(default_factory=ZombieSettings)  # --zombie-timeout
 
 
 def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
@@ -137,7 +138,8 @@ def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
                 not_applicable[spec.key] = f"n/a: {', '.join(unknown)} unknown to runner {v}"
             else:
                 specs.append(spec)
-    return LabPlan(forgejo, tuple(specs), not_applicable)
+    zombie = ZombieSettings(zombie_timeout=settings.zombie_timeout) if settings.zombie_timeout else ZombieSettings()
+    return LabPlan(forgejo, tuple(specs), not_applicable, zombie)
 
 
 # Config keys and the first runner version that knows them (a cell whose config uses a key its
@@ -184,7 +186,7 @@ def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequenc
         notify("the lab is not prepared on this machine: running `python -m harness lab prepare` (once)")
         prepare(notify=notify)
     return labs.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
-                     zombie=ZombieSettings(), actions_url=actions_url, notify=notify)
+                     zombie=plan.zombie, actions_url=actions_url, notify=notify)
 
 
 def open_lab(lab: labs.Lab) -> Target:
@@ -223,11 +225,12 @@ def action_origins(target: Target, uses: Sequence[str]) -> dict[str, ActionOrigi
     return origins
 
 
-def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Callable[[str], None]) -> RunnerHandle:
+def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Callable[[str], None],
+                   via: str | None = None) -> RunnerHandle:
     """A private lab runner of runner ``key``'s version, stopped when ``stack`` closes (the shared handle when the
-    runner is not the lab's)."""
+    runner is not the lab's); ``via``: a fault proxy's URL, the runner's instance address."""
     shared = target.runners[key]
     if target.lab is None or shared.lab_runner is None:
         return shared
-    private = stack.enter_context(target.lab.private_runner(key, notify=notify))
+    private = stack.enter_context(target.lab.private_runner(key, notify=notify, via=via))
     return RunnerHandle(key, shared.version, dict(private.labels), private)

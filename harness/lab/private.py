@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,17 +37,19 @@ Notify = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def private_runner(lab: Lab, version_key: str, *, notify: Notify = lambda s: None) -> Iterator[LabRunner]:
+def private_runner(lab: Lab, version_key: str, *, notify: Notify = lambda s: None,
+                   via: str | None = None) -> Iterator[LabRunner]:
     """Start a private runner of ``version_key``, yield it, stop and forget it on exit (see :meth:`Lab.private_runner`)."""
-    runner = start(lab, version_key, notify=notify)
+    runner = start(lab, version_key, notify=notify, via=via)
     try:
         yield runner
     finally:
         notify(f"private runner {runner.key}: {stop(lab, runner)}")
 
 
-def new_runner(lab: Lab, version_key: str) -> LabRunner:
-    """The handle of a new private runner modelled on the lab's runner ``version_key`` (nothing started).
+def new_runner(lab: Lab, version_key: str, via: str | None = None) -> LabRunner:
+    """The handle of a new private runner modelled on the lab's runner ``version_key`` (nothing started);
+    ``via``: the fault proxy's URL, its instance address instead of Forgejo's.
 
     Raises:
         LabError: the lab has no runner ``version_key``.
@@ -58,14 +61,14 @@ def new_runner(lab: Lab, version_key: str) -> LabRunner:
     key = f"{base.key}-p{secrets.token_hex(3)}"
     labels = {kind: label.replace(f"regress-{base.key}-", f"regress-{key}-", 1) for kind, label in base.labels.items()}
     return LabRunner(
-        name=f"regress-{key}", binary=base.binary, dir=lab.dir / "private" / key, instance_url=lab.forgejo.url,
+        name=f"regress-{key}", binary=base.binary, dir=lab.dir / "private" / key, instance_url=via or lab.forgejo.url,
         labels=labels, lab_id=lab.id, capacity=base.capacity, bridge_ip=base.bridge_ip, docker_host=base.docker_host,
         cache_port=free_port(base.bridge_ip), proxy_port=free_port(base.bridge_ip), overrides=dict(base.overrides),
-        without_tools=base.without_tools,
+        without_tools=base.without_tools, fault_proxy_port=urllib.parse.urlsplit(via).port or 0 if via else 0,
     )
 
 
-def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None) -> LabRunner:
+def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None, via: str | None = None) -> LabRunner:
     """Register, configure and start a private runner; returns once it declared and polls.
 
     Registration, the cache server, the firewall jumps, the buildx plugin and ``.runner`` are done
@@ -74,7 +77,7 @@ def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None) -> Lab
     Raises:
         LabError: no runner ``version_key``, or a part did not come up (its log named).
     """
-    runner = new_runner(lab, version_key)
+    runner = new_runner(lab, version_key, via)
     t0 = time.monotonic()
     try:
         runner.prepare()  # writes runner.json: recorded from here on
@@ -102,7 +105,12 @@ def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None) -> Lab
 
 def _confine(lab: Lab, runner: LabRunner) -> None:
     if lab.firewall_rules:  # the lab confines its ports: the private cache server's join its chain
-        firewall.add_ports(lab.id, [runner.cache_port, runner.proxy_port])
+        firewall.add_ports(lab.id, _ports(runner))
+
+
+def _ports(runner: LabRunner) -> list[int]:
+    """The ports a private runner adds to the lab's chain: its cache server's, and its fault proxy's."""
+    return [runner.cache_port, runner.proxy_port, *([runner.fault_proxy_port] if runner.fault_proxy_port else [])]
 
 
 def stop(lab: Lab, runner: LabRunner, *, keep_dir: bool = False) -> str:
@@ -117,7 +125,7 @@ def stop(lab: Lab, runner: LabRunner, *, keep_dir: bool = False) -> str:
         outcome.append(f"killed {', '.join(left)}")
     if lab.firewall_rules:
         with contextlib.suppress(HarnessError):
-            firewall.remove_ports(lab.id, [runner.cache_port, runner.proxy_port])
+            firewall.remove_ports(lab.id, _ports(runner))
     outcome.append(unregister(lab, runner))
     if keep_dir:
         runner.state_file.unlink(missing_ok=True)  # forgotten; its logs stay for the error that names them

@@ -17,21 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, PollTimeout
+from harness.faults.proxy import FaultProxy
 from harness.faults.slow_http import SlowHttpProxy
 from harness.forgejo.models import JobView, Status, first_log_runner
 from harness.forgejo.web import JobRef
+from harness.observe import aftermath, runner_log
 from harness.observe import cache as cache_obs
 from harness.observe import cpu as cpu_obs
 from harness.observe import leaks as leak_obs
-from harness.observe import runner_log
 from harness.observe.base import CellScope, Done, Findings, Observer, Poll, Quiet, write_file, write_text
 from harness.observe.commands import run_template
 from harness.observe.overlap import Activity, Window
 from harness.observe.stall import StallWatch, capture_lab_runner
+from harness.procs import alive
 from harness.runners import control
 from harness.runners.process import LabRunner
-from harness.scenarios import Scenario
+from harness.scenarios import FaultSpec, Scenario
 from harness.target import actions_base
 from harness.verdict import Violation, marker_found, setup_window
 from harness.waiting import wait_for
@@ -583,6 +585,78 @@ class SlowActions(Quiet):
                         evidence=(lambda b: b.text("slow-actions.log", self.proxy.log() or "(no request reached it)\n"),))
 
 
+class FaultInjection(Quiet):
+    """The fault proxy between the cell's private runner and Forgejo: armed before the push, fired at the scenario's
+    trigger, released at the verdict; then the runner is watched (``fault_aftermath``) for what it does next."""
+
+    name = "fault-proxy"
+
+    def __init__(self, proxy: FaultProxy, spec: FaultSpec, runner: LabRunner) -> None:
+        self.proxy, self.spec, self.runner = proxy, spec, runner
+        self.offset = 0
+        self.scope: CellScope | None = None
+
+    def before(self, cell: CellScope) -> None:
+        """Arm the trigger (the runner's registration traffic went through untouched); never left faulty past the watch."""
+        self.scope = cell
+        self.offset = runner_log.size(self.runner.log_file)
+        self.proxy.arm(self.spec.trigger, self.spec.fault, self._fired)
+        cell.observing.callback(self.proxy.release)
+
+    def _fired(self, reason: str) -> None:
+        assert self.scope is not None
+        self.scope.notify(f"fault proxy: {self.spec.fault.describe()} between runner {self.runner.key} and Forgejo "
+                          f"from now on ({reason})")
+
+    def after(self, done: Done) -> Findings:
+        """Release the fault; watch the runner until its behaviour is decided; the traffic and its log into the bundle."""
+        assert self.scope is not None
+        verdict_at = time.time()
+        fired = self.proxy.fired_at
+        self.proxy.release()
+        released = self.proxy.released_at or verdict_at
+        observation: dict[str, Any] = {"fault": self.spec.fault.describe(), "trigger": self.spec.trigger.describe(),
+                                       "proxy": self.proxy.url, "fired": fired is not None}
+        behaviour = None
+        if fired is not None:
+            behaviour, why = self._aftermath(fired, released)
+            observation.update({
+                "fired_at": fired, "released_at": released, "time_to_verdict": round(verdict_at - fired, 1),
+                "aftermath_seconds": round(time.time() - released, 1), "aftermath_end": why,
+                "behaviour": behaviour.to_json()})
+            self.scope.notify(f"fault proxy: released {verdict_at - fired:.0f}s after the fault; runner "
+                              f"{self.runner.key}: {behaviour.sentence()} ({why})")
+        observation["traffic"] = self.proxy.summary()
+        text = runner_log.read_from(self.runner.log_file, self.offset)
+        evidence = (write_text("fault-proxy.jsonl", self.proxy.log() or "(no request reached the proxy)\n"),
+                    write_text("runner-aftermath.log", text or "(the runner logged nothing)\n"))
+        unavailable = {} if fired is not None else {
+            "fault": f"the trigger ({self.spec.trigger.describe()}) never came: no fault was injected"}
+        return Findings(observations={"fault": observation}, unavailable=unavailable, evidence=evidence)
+
+    def _aftermath(self, fired: float, released: float) -> tuple[aftermath.Behaviour, str]:
+        assert self.scope is not None
+
+        def look() -> aftermath.Behaviour:
+            return aftermath.behaviour(runner_log.read_from(self.runner.log_file, self.offset), self.proxy.since(fired),
+                                       fired, released, alive(self.runner.pid))
+
+        def decided(found: aftermath.Behaviour) -> bool:
+            return aftermath.decided(found, self.proxy.since(fired), released, time.time(),
+                                     self.scope.budgets.fault_quiet) is not None  # type: ignore[union-attr]
+
+        try:
+            found = wait_for(f"runner {self.runner.key}'s behaviour after the fault", "fault_aftermath", look, decided,
+                             budgets=self.scope.budgets, describe=lambda b: b.sentence() if b else "-",
+                             wait=lambda _: 1.0)
+            why = aftermath.decided(found, self.proxy.since(fired), released, time.time(),
+                                    self.scope.budgets.fault_quiet) or "decided"
+        except PollTimeout:
+            found = look()
+            why = f"still undecided after fault_aftermath={self.scope.budgets.fault_aftermath:g}s (a hang?)"
+        return found, why
+
+
 class RunnerIdentity(Quiet):
     """Which runner took the job (its first log line); for a runner the suite did not start, the version must
     be the one its label claims, else the cell is inconclusive (the wrong binary would be judged)."""
@@ -613,8 +687,9 @@ class Commands:
     stall: str | None = None
 
 
-def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> list[Observer]:
-    """The observers this cell's runner allows."""
+def choose(cell: CellScope, commands: Commands, slow: SlowActions | None,
+           fault: FaultProxy | None = None) -> list[Observer]:
+    """The observers this cell's runner allows (the fault proxy's first: its fault is released at the verdict)."""
     runner = cell.handle.lab_runner
     observers: list[Observer] = [slow] if slow is not None else []
     if cell.scenario.expect.heavy is not None:  # seeds and runs its baseline before the other observers' snapshots
@@ -622,6 +697,8 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None) -> lis
 
         observers.append(HeavyActionsObserver(cell.scenario.expect.heavy, (lambda: slow.url) if slow is not None
                                               else lambda: None))  # the slow server starts in its own before()
+    if fault is not None and runner is not None and cell.scenario.expect.fault is not None:
+        observers.insert(0, FaultInjection(fault, cell.scenario.expect.fault, runner))
     observers.append(RunnerIdentity(str(cell.handle.version).split("+")[0], check=runner is None))
     observers.append(JobLogSignatures())
     if runner is not None:

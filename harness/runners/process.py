@@ -137,6 +137,7 @@ class LabRunner:
     cache_secret: str = ""
     starts: int = 0
     registration: str = ""  # the runner UUID Forgejo answered at registration (when this process registered it)
+    fault_proxy_port: int = 0  # a fault cell's runner talks to Forgejo through the fault proxy on this port
     _pids_seen: tuple[int, int] = field(default=(0, 0), init=False, repr=False, compare=False)
 
     @property
@@ -454,7 +455,7 @@ class LabRunner:
                 "capacity": self.capacity, "bridge_ip": self.bridge_ip, "docker_host": self.docker_host,
                 "cache_port": self.cache_port, "proxy_port": self.proxy_port, "overrides": dict(self.overrides),
                 "env_overrides": dict(self.env_overrides), "without_tools": list(self.without_tools),
-                "registration": self.registration}
+                "registration": self.registration, "fault_proxy_port": self.fault_proxy_port}
 
     @classmethod
     def from_state(cls, data: Mapping[str, Any]) -> LabRunner:
@@ -471,6 +472,7 @@ class LabRunner:
             docker_host=data["docker_host"], cache_port=int(data["cache_port"]), proxy_port=int(data["proxy_port"]),
             overrides=dict(data.get("overrides") or {}), env_overrides=dict(data.get("env_overrides") or {}),
             without_tools=tuple(data.get("without_tools") or ()), registration=data.get("registration") or "",
+            fault_proxy_port=int(data.get("fault_proxy_port") or 0),
         )
         runner.refresh()
         return runner
@@ -496,6 +498,8 @@ class LabRunner:
             "overrides": dict(self.overrides),
             "env_overrides": dict(self.env_overrides),
             "without_tools": list(self.without_tools),
+            **({"fault_proxy": {"url": self.instance_url, "port": self.fault_proxy_port}} if self.fault_proxy_port
+               else {}),
         }
 
 
