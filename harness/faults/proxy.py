@@ -493,9 +493,9 @@ class FaultProxy:
             return False
         if fault is not None and fault.mode == "answer" and rpc == fault.rpc:
             answer = connect_error(fault.status, rpc)
-            client.sendall(answer)
             self._record(Exchange(at, rpc, len(request.body), f"answered {fault.status}", fault.status, len(answer),
                                   time.monotonic() - t0, info))
+            client.sendall(answer)
             return True
         action = "forwarded"
         if fault is not None and fault.mode == "delay":
@@ -509,9 +509,9 @@ class FaultProxy:
         response = self._forward(request, method, upstream)
         if response is None:
             answer = connect_error(502, rpc)
-            client.sendall(answer)
             self._record(Exchange(at, rpc, len(request.body), action + " (upstream lost: 502)", 502, len(answer),
                                   time.monotonic() - t0, info))
+            client.sendall(answer)
             return True
         if not self._flowing.is_set():  # the answer came while a blackhole started: hold it too
             action = "held"
@@ -520,7 +520,6 @@ class FaultProxy:
             _reset(client)
             self._record(Exchange(at, rpc, len(request.body), "reset", None, 0, time.monotonic() - t0, info))
             return False
-        client.sendall(response.wire())
         status = int(response.first.split(" ")[1])
         if rpc == "UpdateTask" and status == 200:
             with contextlib.suppress(ValueError):
@@ -529,7 +528,8 @@ class FaultProxy:
                     info = {**info, "server_result": server["result"]}
         self._record(Exchange(at, rpc, len(request.body), action, status, len(response.body), time.monotonic() - t0,
                               info))
-        self._after(rpc, info, status)
+        self._after(rpc, info, status)  # before the runner has the answer: its next request meets the fault
+        client.sendall(response.wire())
         return True
 
     # -- triggers

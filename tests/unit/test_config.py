@@ -274,3 +274,13 @@ def test_runner_keys_with_a_suffix(tmp_path):
     assert (s.baseline, s.candidate) == (Version(12, 1, 2), fix)
     assert s.versions_to_run([]) == (Version(12, 1, 2), fix)
     assert "not a version: '12.1.2-fix'" in _error(runner_version=["12.1.2-fix"])
+
+
+def test_zombie_timeout_is_a_go_duration_for_the_lab_only():
+    assert settings().zombie_timeout is None
+    assert settings(zombie_timeout="10m").zombie_timeout == "10m"
+    with pytest.raises(ConfigError, match="a Go duration"):
+        settings(zombie_timeout="ten minutes")
+    with pytest.raises(ConfigError, match="an existing instance"):
+        settings({"FORGEJO_TOKEN": "t"}, zombie_timeout="10m", forgejo_url="https://forgejo.example.org",
+                 runner_label="12.1.2:native=r")

@@ -1,0 +1,83 @@
+"""The ``fault:`` block of expect.yml, the fault scenarios, and the faults table."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.faults.proxy import Fault, Trigger
+from harness.faults.table import fault_lines
+from harness.scenarios import Expect, load, scenario_names
+
+FAULTS = [n for n in scenario_names() if load(n).expect.fault is not None]
+
+
+def parse(fault: object, marker: str = "faults") -> Expect:
+    return Expect.parse({"kind": "native", "marker": marker, "fault": fault}, "expect.yml")
+
+
+def test_the_three_fault_scenarios_name_a_class_for_each_runner_and_the_lines_they_rest_on() -> None:
+    assert sorted(FAULTS) == ["500-updatelog-complete", "blackhole-during-post", "reset-during-setup"]
+    for name in FAULTS:
+        spec = load(name).expect.fault
+        assert spec is not None
+        assert {"11.3.1", "12.1.2", "12.1.2-retry"} <= set(spec.expect)
+        assert spec.expected_for("12.1.2-retry", "12.1.2") == spec.expect["12.1.2-retry"]
+        assert {"11.3.1", "12.1.2"} <= set(spec.rests_on)
+    assert [n for n in FAULTS if load(n).expect.fault.ci] == ["blackhole-during-post"]  # type: ignore[union-attr]
+
+
+def test_fault_block_parses_mode_trigger_and_expectation() -> None:
+    spec = parse({"mode": "answer", "status": 503, "rpc": "UpdateTask", "at": {"step": "build", "seconds": 5},
+                  "expect": {"12.1.2": "finalization-lost"}}).fault
+    assert spec is not None
+    assert spec.fault == Fault("answer", 0.0, 503, "UpdateTask")
+    assert spec.trigger == Trigger("step", "build", 5.0)
+    assert spec.trigger.needle == "⭐ Run Main build".encode()
+    assert spec.expected_for("12.1.2-x", "12.1.2") == "finalization-lost"
+    assert spec.expected_for("11.3.1", "11.3.1") is None
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ({"mode": "flood", "at": {"complete_job": True}, "expect": {"a": "b"}}, "fault.mode"),
+    ({"mode": "delay", "at": {"complete_job": True}, "expect": {"a": "b"}}, "needs delay"),
+    ({"mode": "answer", "at": {"complete_job": True}, "expect": {"a": "b"}}, "needs rpc"),
+    ({"mode": "reset", "at": {"log": "x", "step": "y"}, "expect": {"a": "b"}}, "fault.at takes one of"),
+    ({"mode": "reset", "at": {"log": "x", "seconds": 3}, "expect": {"a": "b"}}, "goes with step"),
+    ({"mode": "reset", "at": {"first_report": True}}, "fault.expect"),
+    ({"mode": "reset", "on": {"first_report": True}, "expect": {"a": "b"}}, "unknown keys"),
+])
+def test_fault_block_errors_name_the_key(fault: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(fault)
+
+
+def test_a_fault_block_goes_with_marker_faults() -> None:
+    with pytest.raises(ConfigError, match="goes with marker: faults"):
+        parse({"mode": "reset", "at": {"first_report": True}, "expect": {"a": "b"}}, marker="regression")
+
+
+def test_fault_lines_one_per_fault_cell_sorted() -> None:
+    records = [
+        {"scenario": "reset-during-setup", "runner": "12.1.2", "outcome": "fail",
+         "observations": {"fault": {"fault": "reset", "fired": True, "class": "step-failed",
+                                    "expected_class": "finalization-lost", "time_to_verdict": 41.2,
+                                    "behaviour": {"sentence": "first reaction after 0s"}, "aftermath_end": "quiet"}}},
+        {"scenario": "blackhole-during-post", "runner": "11.3.1", "outcome": "pass",
+         "observations": {"fault": {"fault": "blackhole", "fired": True, "class": "finalization-lost",
+                                    "expected_class": "finalization-lost", "time_to_verdict": 38.0,
+                                    "behaviour": {"sentence": "logged nothing about it"}}}},
+        {"scenario": "native-checkout", "runner": "11.3.1", "outcome": "pass", "observations": {}},
+        {"scenario": "500-updatelog-complete", "runner": "11.3.1", "outcome": "fail",
+         "observations": {"fault": {"fault": "answer 500 to UpdateLog", "fired": False, "class": "pass",
+                                    "expected_class": "finalization-lost"}}},
+    ]
+    assert fault_lines(records) == [
+        "500-updatelog-complete × 11.3.1 → pass (EXPECTED finalization-lost); verdict - after the fault "
+        "(answer 500 to UpdateLog); then: no fault injected",
+        "blackhole-during-post × 11.3.1 → finalization-lost (as expected); verdict 38s after the fault (blackhole); "
+        "then: logged nothing about it",
+        "reset-during-setup × 12.1.2 → step-failed (EXPECTED finalization-lost); verdict 41s after the fault (reset); "
+        "then: first reaction after 0s [quiet]",
+    ]
+    assert fault_lines([records[2]]) == []
