@@ -103,14 +103,13 @@ def behaviour(log_text: str, exchanges: Sequence[Exchange], fired_at: float, rel
 
 
 def decided(found: Behaviour, exchanges: Sequence[Exchange], released_at: float, now: float, quiet: float) -> str | None:
-    """Why watching longer would tell nothing new, or None: the runner gave up, got the server's result,
-    delivered its final report, exited, or sent nothing about the task for ``quiet`` seconds after the release."""
+    """Why watching longer would tell nothing new, or None: the runner gave up, delivered its final report, exited,
+    or sent nothing about the task for ``quiet`` seconds after the release (the server's result alone decides
+    nothing: a runner may still retry its final report against it)."""
     if found.exited:
         return "the runner exited"
     if found.gave_up:
         return "the runner gave up its final report"
-    if found.server_result:
-        return "the runner got the server's result"
     if found.final_report_after_release:
         return "the final report went through after the release"
     reports = [e.at for e in exchanges if e.rpc in ("UpdateLog", "UpdateTask") and e.at >= released_at]
