@@ -22,7 +22,7 @@ class Budgets:
     proxy_settle: float = 5.0  # the slow action server's requests in flight, beyond their delay, at its stop
     signal_settle: float = 3.0  # SIGSTOP / SIGCONT sent to the process showing the new state
     fault_aftermath: float = 120.0  # a fault released at the verdict → the runner watched for what it does next
-    fault_quiet: float = 15.0  # after the release, no report about the task for this long: its behaviour is decided
+    fault_quiet: float = 30.0  # no report about the task this long after the release: decided (> 25.6 s, the last back-off)
     trigger_reported: float = 10.0  # a trigger line in the runner's log → Forgejo shows it (the runner reported)
     dockerd_ready: float = 60.0  # our dockerd start to its socket answering
     docker_stop: float = 30.0
