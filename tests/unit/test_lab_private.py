@@ -72,3 +72,17 @@ def test_a_private_runner_that_does_not_come_up_is_stopped_and_forgotten(lab):
 def test_an_unknown_version_key_names_the_runners_there(lab):
     with pytest.raises(LabError, match=r"lab unit-priv-\w+ has no runner '11.3.1' .* it has 12.1.2"):
         private.new_runner(lab, "11.3.1")
+
+
+def test_a_private_runner_via_a_fault_proxy_has_its_address_its_port_confined_and_shown(lab, monkeypatch):
+    confined, freed = [], []
+    lab.firewall_rules = ["-A INPUT ..."]  # the lab confines its ports
+    monkeypatch.setattr(firewall, "add_ports", lambda lab_id, ports: confined.extend(ports))
+    monkeypatch.setattr(firewall, "remove_ports", lambda lab_id, ports: freed.extend(ports))
+    with lab.private_runner("12.1.2", via="http://127.0.0.1:45678") as runner:
+        assert runner.instance_url == "http://127.0.0.1:45678" and runner.fault_proxy_port == 45678
+        assert 45678 in confined and runner.cache_port in confined
+        shown = lab.private_runners()[runner.key].to_json()  # lab status, from runner.json (any process)
+        assert shown["fault_proxy"] == {"url": "http://127.0.0.1:45678", "port": 45678}
+    assert 45678 in freed
+    assert "fault_proxy" not in lab.runners["12.1.2"].to_json()
