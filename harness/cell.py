@@ -503,15 +503,16 @@ class CellRun:
         expected = spec.expected_for(result.runner_key, result.version)
         actual = cell_class(result)
         fault = result.observations.setdefault("fault", {})
-        fault.update({"class": actual, "expected_class": expected,
+        fault.update({"class": actual, "expected_class": " or ".join(expected) or None,
                       "rests_on": spec.rests_on.get(result.version) or spec.rests_on.get(result.runner_key)})
         if not fault.get("fired"):
             result.selfcheck_problem = f"fault: the trigger ({spec.trigger.describe()}) never came, nothing was injected"
-        elif expected is None:
+        elif not expected:
             result.selfcheck_problem = (f"fault: expect.yml names no expected class for runner {result.runner_key} "
                                         f"(got {actual})")
-        elif actual != expected:
-            result.selfcheck_problem = f"fault: expected class {expected} on {result.runner_key}, got {actual or 'none'}"
+        elif actual not in expected:
+            result.selfcheck_problem = (f"fault: expected class {' or '.join(expected)} on {result.runner_key}, got "
+                                        f"{actual or 'none'}")
         else:
             result.observations["fault_expected"] = True
 

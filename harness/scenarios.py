@@ -153,13 +153,14 @@ class FaultSpec:
 
     fault: Fault
     trigger: Trigger
-    expect: Mapping[str, str]  # runner key (``12.1.2-retry``) or version (``12.1.2``) → expected class
+    expect: Mapping[str, tuple[str, ...]]  # runner key (``12.1.2-retry``) or version → the expected class (any of)
     rests_on: Mapping[str, str] = field(default_factory=dict)  # version → the runner source line the class rests on
     ci: bool = False  # also part of the default run (no ``-m``); else only with ``-m faults``
 
-    def expected_for(self, runner_key: str, version: str) -> str | None:
-        """The expected class of a runner: by its key (a config axis), else by its version."""
-        return self.expect.get(runner_key) or self.expect.get(version)
+    def expected_for(self, runner_key: str, version: str) -> tuple[str, ...]:
+        """The expected class of a runner (any of these; a race can decide between two): by its key (a config
+        axis), else by its version; () when expect.yml names none."""
+        return self.expect.get(runner_key) or self.expect.get(version) or ()
 
 
 def parse_fault(data: Any, fail: Any) -> FaultSpec:
@@ -191,13 +192,17 @@ def parse_fault(data: Any, fail: Any) -> FaultSpec:
     if seconds and kind != "step":
         raise fail("fault.at.seconds goes with step: (N seconds after the step started)")
     expect = data.get("expect")
-    if not isinstance(expect, Mapping) or not expect:
-        raise fail("fault.expect must map runner versions (or runner keys such as 12.1.2-retry) to the expected class")
+    if not isinstance(expect, Mapping) or not expect or not all(
+            isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(c, str) for c in v))
+            for v in expect.values()):
+        raise fail("fault.expect must map runner versions (or runner keys such as 12.1.2-retry) to the expected class "
+                   "(or a list of classes, any of which holds)")
     rests_on = data.get("rests_on") or {}
     if not isinstance(rests_on, Mapping):
         raise fail("fault.rests_on must map versions to the runner source line the expectation rests on")
     return FaultSpec(Fault(mode, delay, status, rpc), Trigger(kind, text, seconds),
-                     {str(k): str(v) for k, v in expect.items()}, {str(k): str(v) for k, v in rests_on.items()},
+                     {str(k): (v,) if isinstance(v, str) else tuple(v) for k, v in expect.items()},
+                     {str(k): str(v) for k, v in rests_on.items()},
                      bool(data.get("ci", False)))
 
 

@@ -14,7 +14,7 @@ def fault_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
         if not isinstance(fault, Mapping):
             continue
         got, expected = fault.get("class") or record.get("outcome") or "?", fault.get("expected_class") or "?"
-        mark = "as expected" if got == expected else f"EXPECTED {expected}"
+        mark = "as expected" if got in expected.split(" or ") else f"EXPECTED {expected}"
         verdict = fault.get("time_to_verdict")
         seconds = f"{verdict:.0f}s" if isinstance(verdict, int | float) else "-"
         after = (fault.get("behaviour") or {}).get("sentence") or ("no fault injected" if not fault.get("fired")

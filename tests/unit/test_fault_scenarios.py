@@ -22,7 +22,7 @@ def test_the_three_fault_scenarios_name_a_class_for_each_runner_and_the_lines_th
         spec = load(name).expect.fault
         assert spec is not None
         assert {"11.3.1", "12.1.2", "12.1.2-retry"} <= set(spec.expect)
-        assert spec.expected_for("12.1.2-retry", "12.1.2") == spec.expect["12.1.2-retry"]
+        assert spec.expected_for("12.1.2-retry", "12.1.2") == spec.expect["12.1.2-retry"] != ()
         assert {"11.3.1", "12.1.2"} <= set(spec.rests_on)
     assert [n for n in FAULTS if load(n).expect.fault.ci] == ["blackhole-during-post"]  # type: ignore[union-attr]
 
@@ -34,8 +34,11 @@ def test_fault_block_parses_mode_trigger_and_expectation() -> None:
     assert spec.fault == Fault("answer", 0.0, 503, "UpdateTask")
     assert spec.trigger == Trigger("step", "build", 5.0)
     assert spec.trigger.needle == "⭐ Run Main build".encode()
-    assert spec.expected_for("12.1.2-x", "12.1.2") == "finalization-lost"
-    assert spec.expected_for("11.3.1", "11.3.1") is None
+    assert spec.expected_for("12.1.2-x", "12.1.2") == ("finalization-lost",)
+    assert spec.expected_for("11.3.1", "11.3.1") == ()
+    either = parse({"mode": "reset", "at": {"first_report": True},
+                    "expect": {"12.1.2": ["finalization-lost", "unexplained"]}}).fault
+    assert either is not None and either.expected_for("12.1.2", "12.1.2") == ("finalization-lost", "unexplained")
 
 
 @pytest.mark.parametrize(("fault", "message"), [
@@ -45,6 +48,7 @@ def test_fault_block_parses_mode_trigger_and_expectation() -> None:
     ({"mode": "reset", "at": {"log": "x", "step": "y"}, "expect": {"a": "b"}}, "fault.at takes one of"),
     ({"mode": "reset", "at": {"log": "x", "seconds": 3}, "expect": {"a": "b"}}, "goes with step"),
     ({"mode": "reset", "at": {"first_report": True}}, "fault.expect"),
+    ({"mode": "reset", "at": {"first_report": True}, "expect": {"12.1.2": []}}, "fault.expect"),
     ({"mode": "reset", "on": {"first_report": True}, "expect": {"a": "b"}}, "unknown keys"),
 ])
 def test_fault_block_errors_name_the_key(fault: object, message: str) -> None:
@@ -71,10 +75,15 @@ def test_fault_lines_one_per_fault_cell_sorted() -> None:
         {"scenario": "500-updatelog-complete", "runner": "11.3.1", "outcome": "fail",
          "observations": {"fault": {"fault": "answer 500 to UpdateLog", "fired": False, "class": "pass",
                                     "expected_class": "finalization-lost"}}},
+        {"scenario": "500-updatelog-complete", "runner": "12.1.2", "outcome": "pass",
+         "observations": {"fault": {"fault": "answer 500 to UpdateLog", "fired": True, "class": "unexplained",
+                                    "expected_class": "finalization-lost or unexplained", "time_to_verdict": 5.2}}},
     ]
     assert fault_lines(records) == [
         "500-updatelog-complete × 11.3.1 → pass (EXPECTED finalization-lost); verdict - after the fault "
         "(answer 500 to UpdateLog); then: no fault injected",
+        "500-updatelog-complete × 12.1.2 → unexplained (as expected); verdict 5s after the fault "
+        "(answer 500 to UpdateLog); then: -",
         "blackhole-during-post × 11.3.1 → finalization-lost (as expected); verdict 38s after the fault (blackhole); "
         "then: logged nothing about it",
         "reset-during-setup × 12.1.2 → step-failed (EXPECTED finalization-lost); verdict 41s after the fault (reset); "
