@@ -605,6 +605,7 @@ class FaultInjection(Quiet):
 
     def _fired(self, reason: str) -> None:
         assert self.scope is not None
+        self.scope.marks[f"fault: {self.spec.fault.describe()}"] = self.proxy.fired_at or time.time()  # cpu.png
         self.scope.notify(f"fault proxy: {self.spec.fault.describe()} between runner {self.runner.key} and Forgejo "
                           f"from now on ({reason})")
 
