@@ -11,11 +11,12 @@ Heavy stand-ins (``harness/faults/heavy_action.py``: N tags spread over a histor
 - concurrent: two jobs at once, using B and C (both cold: v11 clones them one at a time behind its
   global mutex, v12 at once with a lock per repository).
 
-Figures only, no verdict: this prints a table (markdown), the machine's core count and its load
-average before and after (other work on a shared machine inflates the seconds; say so with them).
+Figures only, no verdict: this prints a table (markdown; with ``--repeat N`` the median seconds, their
+range and the median CPU), the machine's core count and its load average before and after (other work
+on a shared machine inflates the seconds; say so with them).
 
     python bench/heavy_actions.py [--runner-version 11.3.1 --runner-version 12.1.2] [--refs 100,3000]
-        [--history small=20,large=400] [--delay 0 --bandwidth-kbps 0] [--json out.json]
+        [--history small=20,large=400] [--delay 0 --bandwidth-kbps 0] [--repeat 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -72,16 +74,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bundle-kb", type=int, default=800)
     parser.add_argument("--delay", type=float, default=0.0, help="slow action server: seconds per request (0: none)")
     parser.add_argument("--bandwidth-kbps", type=float, default=0.0, help="slow action server: KB/s (0: unlimited)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per shape and version (a fresh runner each); the "
+                        "table shows medians and the range of the seconds")
     parser.add_argument("--json", type=Path, help="write every figure here too")
     return parser.parse_args(argv)
 
 
-def cell(run: OneRun) -> str:
-    """``7.4s 88%`` per job, ``+``-joined."""
-    if run.status is not Status.SUCCESS:
-        return f"job {run.status}"
-    return " + ".join(f"{f.seconds:.1f}s" + (f" {f.cpu_pct:.0f}%" if f.cpu_pct is not None else "")
-                      for f in run.figures)
+def cell(runs: list[OneRun]) -> str:
+    """Per job (``+``-joined): the median seconds, their range over the repeats, the median CPU: ``7.4s (6.9–8.1) 88%``."""
+    failed = [str(r.status) for r in runs if r.status is not Status.SUCCESS]
+    if failed:
+        return f"job {', '.join(failed)}"
+    parts = []
+    for job in range(len(runs[0].figures)):
+        seconds = [r.figures[job].seconds for r in runs if r.figures[job].seconds is not None]
+        cpu = [r.figures[job].cpu_pct for r in runs if r.figures[job].cpu_pct is not None]
+        if not seconds:
+            parts.append("n/a")
+            continue
+        spread = f" ({min(seconds):.1f}–{max(seconds):.1f})" if len(seconds) > 1 else ""
+        parts.append(f"{statistics.median(seconds):.1f}s{spread}" + (f" {statistics.median(cpu):.0f}%" if cpu else ""))
+    return " + ".join(parts)
 
 
 def measure(target: Any, lab: labs.Lab, key: str, repos: list[str], prefix: str) -> dict[str, OneRun]:
@@ -129,20 +142,25 @@ def main(argv: list[str]) -> int:
                 seed_heavy(lab.client(), lab.forgejo.work / "data" / "repos", repos, spec, lab.dir / "heavy-seed.lock")
                 seeded = time.monotonic() - t0
                 for key in [str(v) for v in versions]:
-                    runs = measure(target, lab, key, repos, prefix)
-                    row = {"refs": r, "history": name, "commits": spec.commits,
-                           "pack_mb": round(built[(r, name)].pack_bytes / 1e6, 1), "version": key,
-                           "seed_seconds": round(seeded, 2), "load": os.getloadavg()[0],
-                           **{mode: [f.to_json() for f in run.figures] for mode, run in runs.items()},
-                           **{f"{mode}_status": str(run.status) for mode, run in runs.items()}}
-                    rows.append(row)
-                    print(f"| {r} | {name} ({spec.commits} commits, {row['pack_mb']} MB) | {key} | "
-                          f"{cell(runs['cold'])} | {cell(runs['warm'])} | {cell(runs['concurrent'])} |", flush=True)
+                    repeats = []
+                    for _ in range(args.repeat):
+                        runs = measure(target, lab, key, repos, prefix)
+                        repeats.append(runs)
+                        rows.append({"refs": r, "history": name, "commits": spec.commits,
+                                     "pack_mb": round(built[(r, name)].pack_bytes / 1e6, 1), "version": key,
+                                     "seed_seconds": round(seeded, 2), "load": os.getloadavg()[0],
+                                     **{mode: [f.to_json() for f in run.figures] for mode, run in runs.items()},
+                                     **{f"{mode}_status": str(run.status) for mode, run in runs.items()}})
+                    pack = round(built[(r, name)].pack_bytes / 1e6, 1)
+                    print(f"| {r} | {name} ({spec.commits} commits, {pack} MB) | {key} | "
+                          + " | ".join(cell([runs[mode] for runs in repeats]) for mode in ("cold", "warm", "concurrent"))
+                          + " |", flush=True)
         finally:
             if proxy:
                 proxy.stop()
     load_after = os.getloadavg()
-    print(f"\nmeasured {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; load average (1/5/15 min) before "
+    print(f"\nmeasured {started:%Y-%m-%d %H:%M} UTC, {args.repeat} run(s) each, on {os.cpu_count()} cores; "
+          "load average (1/5/15 min) before "
           f"{'/'.join(f'{x:.1f}' for x in load_before)}, after {'/'.join(f'{x:.1f}' for x in load_after)}; "
           f"slow action server: {'none (loopback)' if not proxy else f'{args.delay:g}s, {args.bandwidth_kbps:g} KB/s'}")
     if args.json:
