@@ -140,22 +140,31 @@ def _rootfs_tar(packages: tuple[str, ...], tar: Path, logf: Path) -> None:
              f"debootstrap of {SUITE} with {','.join(packages)}", logf)
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(root / junk, ignore_errors=True)
-        part = tar.with_suffix(".part")
-        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
-        part.rename(tar)
+        _pack(root, tar, logf)
+
+
+def _pack(root: Path, tar: Path, logf: Path) -> None:
+    """``root`` as an image tar (written aside, then renamed: a cut-short pack never looks prepared)."""
+    part = tar.with_suffix(".part")
+    _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
+    part.rename(tar)
+
+
+def _unpack_debs(packages: tuple[str, ...], what: str, root: Path, logf: Path) -> None:
+    """Debian's ``packages`` downloaded (no install, no root of their own) and unpacked into ``root``."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise LabError(f"apt-get and dpkg-deb are needed to fetch {what}")
+    with tempfile.TemporaryDirectory(prefix="regress-debs-") as debs:
+        _run(["apt-get", "download", *packages], f"apt-get download of {what}", logf, cwd=Path(debs))
+        for deb in sorted(Path(debs).glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", logf)
 
 
 def _binfmt_rootfs(tar: Path, logf: Path) -> None:
     """A small rootfs: busybox + the qemu-*-static binaries and binfmt.d entries of Debian's packages."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise LabError("apt-get and dpkg-deb are needed to fetch qemu-user-static and busybox-static")
     with tempfile.TemporaryDirectory(prefix="regress-binfmt-") as tmp:
-        debs = Path(tmp) / "debs"
         root = Path(tmp) / "rootfs"
-        debs.mkdir()
-        _run(["apt-get", "download", *BINFMT_PACKAGES], "apt-get download of the binfmt packages", logf, cwd=debs)
-        for deb in sorted(debs.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", logf)
+        _unpack_debs(BINFMT_PACKAGES, "the binfmt packages (qemu-user-static, busybox-static)", root, logf)
         for binary in (root / "usr/bin").glob("qemu-*-static"):
             arch = binary.name[len("qemu-"):-len("-static")]
             if arch not in BINFMT_ARCHES:
@@ -173,9 +182,7 @@ def _binfmt_rootfs(tar: Path, logf: Path) -> None:
         script = root / "usr/local/bin/regress-binfmt"
         script.write_text(BINFMT_SCRIPT)
         script.chmod(0o755)
-        part = tar.with_suffix(".part")
-        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
-        part.rename(tar)
+        _pack(root, tar, logf)
 
 
 BINFMT_SCRIPT = r"""#!/bin/sh
@@ -257,18 +264,11 @@ def _build_buildkit_binaries(dest: Path, logf: Path) -> None:
 
 def _buildkit_rootfs(tar: Path, logf: Path) -> None:
     """buildkitd + buildctl (static Go) and Debian's runc with its libraries, busybox for a shell."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise LabError("apt-get and dpkg-deb are needed to fetch runc and its libraries")
     with tempfile.TemporaryDirectory(prefix="regress-buildkit-") as tmp:
-        debs = Path(tmp) / "debs"
         root = Path(tmp) / "rootfs"
-        debs.mkdir()
         (root / "usr/bin").mkdir(parents=True)
         _build_buildkit_binaries(root / "usr/bin", logf)
-        _run(["apt-get", "download", *BUILDKIT_PACKAGES], "apt-get download of runc and its libraries", logf,
-             cwd=debs)
-        for deb in sorted(debs.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", logf)
+        _unpack_debs(BUILDKIT_PACKAGES, "runc and its libraries", root, logf)
         shutil.rmtree(root / "usr/share", ignore_errors=True)
         for d in BUILDKIT_DIRS:  # the real image's, the CDI dirs included (buildkitd watches them)
             (root / d).mkdir(parents=True, exist_ok=True)
@@ -279,9 +279,7 @@ def _buildkit_rootfs(tar: Path, logf: Path) -> None:
         for applet in ("sh", "cat", "ls", "mount", "umount", "ps", "true"):
             if not (root / "bin" / applet).exists():
                 (root / "bin" / applet).symlink_to("busybox")
-        part = tar.with_suffix(".part")
-        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], f"packing {tar.name}", logf)
-        part.rename(tar)
+        _pack(root, tar, logf)
 
 
 def _try_buildkit(tar: Path, logf: Path, build: bool, notify: Callable[[str], None]) -> str | None:
