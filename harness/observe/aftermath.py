@@ -37,6 +37,7 @@ class Behaviour:
     first_reaction_s: float | None  # fault start → its first warning/error (or the server-result line)
     first_reaction: str | None
     final_report_after_release: bool  # a no_more UpdateLog went through after the release
+    final_attempts: dict[str, int]  # the proxy's view of its final UpdateLog (no_more): answer → count
     alive: bool | None
     exited: bool
 
@@ -53,6 +54,9 @@ class Behaviour:
             parts.append(f"{self.timeouts} request timeouts")
         if self.final_retries:
             parts.append(f"{self.final_retries} final-report retries")
+        if self.final_attempts:
+            answers = ", ".join(f"{n}× {answer}" for answer, n in sorted(self.final_attempts.items()))
+            parts.append(f"final UpdateLog sent {sum(self.final_attempts.values())} times ({answers})")
         if self.gave_up:
             parts.append("gave up ('unable to send final job logs and status')")
         if self.final_report_after_release:
@@ -88,6 +92,11 @@ def behaviour(log_text: str, exchanges: Sequence[Exchange], fired_at: float, rel
     gave_up = next((line.strip()[-300:] for line in lines if GAVE_UP.search(line)), None)
     final = released_at is not None and any(
         e.rpc == "UpdateLog" and e.info.get("no_more") and e.status == 200 and e.at >= released_at for e in exchanges)
+    attempts: dict[str, int] = {}
+    for e in exchanges:
+        if e.rpc == "UpdateLog" and e.info.get("no_more"):
+            answer = str(e.status) if e.status is not None else e.action
+            attempts[answer] = attempts.get(answer, 0) + 1
     return Behaviour(
         report_errors=sum(1 for line in lines if REPORT_ERROR.search(line)),
         timeouts=sum(1 for line in lines if TIMEOUT.search(line)),
@@ -97,6 +106,7 @@ def behaviour(log_text: str, exchanges: Sequence[Exchange], fired_at: float, rel
         first_reaction_s=round(reaction_at - fired_at, 1) if reaction_at is not None else None,
         first_reaction=reaction.strip()[-300:] if reaction else None,
         final_report_after_release=final,
+        final_attempts=attempts,
         alive=alive,
         exited=alive is False,
     )

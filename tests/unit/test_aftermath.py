@@ -57,6 +57,8 @@ def test_quiet_after_release_decides_and_reports_keep_it_open() -> None:
     assert decided(nothing, [report], T0 + 40, T0 + 60, quiet=15) is None  # a report 10 s ago
     assert decided(nothing, [report], T0 + 40, T0 + 66, quiet=15) == "no report about the task for 15s after the release"
     delivered = Exchange(T0 + 50, "UpdateLog", 10, "forwarded", 200, 2, 0.01, {"no_more": True})
-    found = behaviour("", [delivered], T0, T0 + 40, alive=False)
+    found = behaviour("", [report, delivered], T0, T0 + 40, alive=False)
     assert found.final_report_after_release and found.exited
+    assert found.final_attempts == {"200": 1, "500": 1}
+    assert "final UpdateLog sent 2 times (1× 200, 1× 500)" in found.sentence()
     assert decided(found, [delivered], T0 + 40, T0 + 51, quiet=15) == "the runner exited"
