@@ -231,8 +231,7 @@ def cell_class(result: CellResult) -> str | None:
     """The cell's failure class (``pass`` for a cell whose verdict holds)."""
     if result.verdict is not None and result.verdict.ok:
         return "pass"
-    classification = getattr(result, "classification", None)
-    return getattr(classification, "name", None)
+    return result.classification.name if result.classification is not None else None
 
 
 def repo_name(scenario: Scenario, runner_key: str) -> str:
