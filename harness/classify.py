@@ -13,7 +13,11 @@ with green steps ends failed without the runner process dying (issue 12):
   run error (runner ``internal/pkg/report/reporter.go``, ``Close``).
 - ``context-cancelled``: the job's context was cancelled: ``🏁  Job failed`` after green steps
   (runner ``act/runner/job_executor.go``; the reporter cancels when the server answers
-  FAILURE/CANCELLED).
+  FAILURE/CANCELLED), or ``🏁  Job failed`` with the running step killed by the cancel: its line
+  ``this step has been cancelled: ctx: context canceled`` (``act/container/host_environment.go``; 12.x
+  shows it in the step's log) or the steps after it cancelled, never started (a step failing on its own
+  leaves them skipped). Measured: a graceful stop of the runner (``runner.shutdown_timeout: 0s``,
+  ``term-during-main``).
 
 Precedence (the first that holds wins; :data:`PRECEDENCE` is this order):
 
@@ -64,6 +68,7 @@ FAIL_CLASSES = frozenset(PRECEDENCE) - {INCONCLUSIVE}  # the outcome of every on
 
 STALE_LINE = re.compile(r"some refs were not updated")  # go-git's fetch without force (runner 11.x), issue 12
 STALE_RULES = (STALE_ACTION, "signature:git-refs-not-updated")
+CANCELLED_STEP = re.compile(r"this step has been cancelled: ctx: context canceled")  # a step killed by the job's cancel
 RUNNER_ERROR = re.compile(r"^⚙️ \[runner\]: |^Error: ")  # the runner's own error lines in the job log (12.x)
 ZOMBIE_SLACK = 2.0  # seconds: whole-second stop times vs sub-second log stamps
 ZOMBIE_FLOOR = 10.0  # seconds of silence before a stop that only the zombie check explains (timeout unknown)
@@ -229,6 +234,18 @@ def _cancelled_context(inputs: Inputs, rules: set[str]) -> Classification | None
             return Classification(CONTEXT_CANCELLED, "the job's context was cancelled: the runner logged the job "
                                   "failed after every step succeeded", (f"job log: {result!r}",
                                                                         "every workflow step green, no post step failed"),
+                                  _cell_timings(inputs))
+        if result is None or "failed" not in result:
+            continue
+        killed = [line.message.strip()[:_QUOTE] for line in lines if CANCELLED_STEP.search(line.message)]
+        failed = [i for i, s in enumerate(rows) if s.status is Status.FAILURE]
+        cancelled = [s.name for s in rows[failed[0] + 1:] if s.status is Status.CANCELLED] if failed else []
+        if killed or cancelled:  # a step that fails on its own leaves the next ones skipped, not cancelled
+            return Classification(CONTEXT_CANCELLED, "the job's context was cancelled while a step ran: the runner "
+                                  "killed the step, never started the next ones and logged the job failed (not a "
+                                  "failure of the step itself)",
+                                  (f"job log: {result!r}", *(f"job log: {line}" for line in killed[:1]),
+                                   f"failed step: {[rows[i].name for i in failed]}", f"cancelled steps: {cancelled}"),
                                   _cell_timings(inputs))
     return None
 

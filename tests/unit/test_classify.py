@@ -4,19 +4,22 @@ into the shapes the runner's sources describe (issue 12)."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import classify as c
 from harness.forgejo.models import JobView, Task
-from harness.scenarios import Expect
+from harness.scenarios import Expect, load
 from harness.verdict import Observation, Violation, judge
 from tests.unit.test_verdict import zombie_in_setup
 
 F11 = "forgejo-11.0.15"
 RUNNERS = ("runner-11.3.1", "runner-12.1.2")
+REAL = Path(__file__).parents[1] / "data" / "classify-real"  # real bundles' job views (its README)
 LAB_ZOMBIE = 30.0  # the recordings' ZOMBIE_TASK_TIMEOUT (tests/data/recordings/README.md)
 
 
@@ -161,6 +164,19 @@ def test_job_failed_after_green_steps_is_context_cancelled(recording_at):
     found = classify(edited(recording_at(f"{F11}/runner-12.1.2/native-ok"), cancel), expect(job="success"))
     assert found.name == c.CONTEXT_CANCELLED
     assert found.evidence[0] == "job log: '🏁  Job failed'"
+
+
+@pytest.mark.parametrize("version", ["11.3.1", "12.1.2"])
+def test_a_graceful_stop_during_a_main_step_is_context_cancelled_not_step_failed(version):
+    """Real runs of term-during-main: the killed step is red, but the next one was cancelled (never started), not
+    skipped as after a step failing on its own; 12.1.2 also shows the cancelled-step line."""
+    payload = json.loads((REAL / f"term-during-main-{version}.job-view.json").read_text())
+    found = classify(payload, load("term-during-main").expect)
+    assert found.name == c.CONTEXT_CANCELLED, found
+    assert found.evidence[0] == "job log: '🏁  Job failed'"
+    assert "cancelled steps: ['after the slow step']" in found.evidence
+    killed = [e for e in found.evidence if "this step has been cancelled: ctx: context canceled" in e]
+    assert len(killed) == (1 if version == "12.1.2" else 0), found.evidence
 
 
 @pytest.mark.parametrize("last", ["Cancelled", "Early termination"])
