@@ -201,17 +201,7 @@ def run_cell(
                     run.own_runner_if_disruptive()
                 for phase in scenario.expect.phases or (None,):  # a scenario without phases runs once
                     run.begin_phase(phase, keep_repo, before_phase)
-                    with cell.observing:
-                        slow = SlowActions(target.url, scenario.expect.slow_actions,
-                                           scenario.expect.slow_bandwidth) if scenario.expect.slow_actions else None
-                        run.observers = choose(cell, Commands(log_command, stall_command), slow,
-                                                run.fault_proxy)
-                        for observer in run.observers:
-                            observer.before(cell)
-                        run.push(scenario.render(cell.label, slow.url if slow else None, run.action_names()),
-                                 keep_repo)
-                        run.watch(bundle_dir)
-                        run.observe()
+                    run.observed_job(Commands(log_command, stall_command), keep_repo, bundle_dir)
                     run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
             except HarnessError as exc:
                 result.error = str(exc)
@@ -331,6 +321,20 @@ class CellRun:
             cell.notify(f"{action}: this cell's copy is {copy.copy} ({', '.join(copy.tags)} at {copy.head()[:12]})")
         cell.actions = {a: c.copy for a, c in self.copies.items()}
         self.result.observations["action_copies"] = dict(cell.actions)
+
+    def observed_job(self, commands: Commands, keep_repo: bool, bundle_dir: Path) -> None:
+        """One job with the observers around it: chosen, ``before``, push, watch, their findings; what they
+        hold is released when the watch ends (the ``observing`` stack)."""
+        cell, expect = self.cell, self.cell.scenario.expect
+        with cell.observing:
+            slow = SlowActions(cell.target.url, expect.slow_actions, expect.slow_bandwidth) \
+                if expect.slow_actions else None
+            self.observers = choose(cell, commands, slow, self.fault_proxy)
+            for observer in self.observers:
+                observer.before(cell)
+            self.push(cell.scenario.render(cell.label, slow.url if slow else None, self.action_names()), keep_repo)
+            self.watch(bundle_dir)
+            self.observe()
 
     def action_names(self) -> dict[str, str]:
         """Action → the repository this cell's workflow uses instead (its own copy)."""
