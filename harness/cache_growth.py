@@ -101,12 +101,19 @@ class RunnerCache:
                 "after_repo_mb": {k: list(v) for k, v in self.after_repo_mb.items()},
                 "per_repo_mb": dict(self.per_repo_mb)}
 
+    @property
+    def holds_anything(self) -> bool:
+        """Whether any store held or gained anything over the session (above the noise)."""
+        return any(mb >= NOISE_MB for sizes in self.after_repo_mb.values() for mb in sizes) or \
+            any(abs(mb) >= NOISE_MB for mb in self.per_repo_mb.values())
+
     def line(self) -> str:
         """One line for the report: the cache store after each repository and the growth per repository."""
         sizes = ", ".join(f"{mb:.1f}" for mb in self.cache_store_after_repo_mb)
         each = ", ".join(f"{k} {v:+.1f}" for k, v in self.per_repo_mb.items())
         who = self.runner if self.runner_name in ("", self.runner) else f"{self.runner} ({self.runner_name})"
-        return (f"- {who}: cache store after each of {len(self.repos)} repositories: {sizes} MB; "
+        repos = "the repository" if len(self.repos) == 1 else f"each of {len(self.repos)} repositories"
+        return (f"- {who}: cache store after {repos}: {sizes} MB; "
                 f"per repository (MB): {each}")
 
 

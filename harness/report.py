@@ -129,8 +129,9 @@ def with_figures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cache_section(records: Sequence[Mapping[str, Any]]) -> str:
-    """report.md's lines on the cache store per runner ("" when no store was measured)."""
-    lines = [series.line() for series in cache_growth.runner_series(records).values()]
+    """report.md's lines on the cache store per runner ("" when no store was measured or none held anything:
+    a runner whose stores stayed empty says nothing worth a line)."""
+    lines = [series.line() for series in cache_growth.runner_series(records).values() if series.holds_anything]
     if not lines:
         return ""
     return ("\n## Cache store per runner (after each repository, in order)\n\n" + "\n".join(lines) + "\n")

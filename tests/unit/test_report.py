@@ -241,3 +241,16 @@ def test_report_json_carries_cold_and_warm_figures_and_the_runner_cache(tmp_path
 def test_no_cache_section_without_measured_stores(tmp_path):
     report.write_reports(tmp_path, [record()])
     assert "Cache store" not in (tmp_path / "report.md").read_text()
+
+
+def test_no_cache_section_when_every_store_stayed_empty(tmp_path):
+    empty = record("native-checkout", CAND, repo="o/n1", observations=_stores(0.0, 0.0, 1.0))
+    report.write_reports(tmp_path, [empty])
+    assert "Cache store" not in (tmp_path / "report.md").read_text()
+    report.write_reports(tmp_path, [empty, _warm_record()])
+    assert "cache store after each of 4 repositories: 0.0, 48.2, 96.4, 144.6 MB" in (tmp_path / "report.md").read_text()
+
+
+def test_one_repository_reads_singular(tmp_path):
+    report.write_reports(tmp_path, [record("qemu-buildx", CAND, repo="o/q1", observations=_stores(48.2, 48.2, 1.0))])
+    assert "cache store after the repository: 48.2 MB" in (tmp_path / "report.md").read_text()
