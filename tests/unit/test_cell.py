@@ -147,7 +147,8 @@ def test_a_fault_cell_with_its_expected_class_holds():
 
 
 @pytest.mark.parametrize(("fired", "cls", "version", "problem"), [
-    (False, "unexplained", "12.1.2", "fault: the trigger (first UpdateLog of the task ('Set up job')) never came, nothing was injected"),
+    (False, "unexplained", "12.1.2", "fault: the trigger (first UpdateLog of the task ('Set up job')) never came, "
+                                     "nothing was injected"),
     (True, "unexplained", "11.3.1", "fault: expect.yml names no expected class for runner 11.3.1 (got unexplained)"),
     (True, "stale-action", "12.1.2", "fault: expected class finalization-lost or unexplained on 12.1.2, got "
                                      "stale-action"),
