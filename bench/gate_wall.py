@@ -1,7 +1,7 @@
 """The gate's wall time and the watch's cost on the server, in one run on this machine.
 
-1. Gate ratio: the README's gate (``pytest -m regression --baseline B --candidate C``, 3 scenarios × 2
-   versions) as a user runs it, pytest start → exit (lab boot and lab down included), serial and with
+1. Gate ratio: the README's gate (``pytest -m regression --baseline B --candidate C``, every regression
+   scenario × 2 versions) as a user runs it, pytest start → exit (lab boot and lab down included), serial and with
    ``--lanes N``; ÷ (lab boot + the longest cell alone), both measured in this run. Goal ≤ 1.5.
 2. Watch economy: one job of ``--long`` seconds (a host job that sleeps): requests (push → done seen) ÷
    watch seconds (goal ≤ 1.0), next to the verdict latency (the runner's last job-log line → verdict,
@@ -74,7 +74,7 @@ def cells_alone(baseline: Version, candidate: Version) -> tuple[float, dict[str,
                 t = time.monotonic()
                 result = run_cell(target, scenario, handle, out / f"{scenario.name}-{key}", evidence="never")
                 seconds[f"{scenario.name}-{key}"] = time.monotonic() - t
-                if not result.passed:
+                if not (result.passed or result.known_bug_reproduced()):  # a known bug is what the gate expects
                     raise SystemExit(f"{scenario.name} on {key} did not pass: {result.reason}")
     return boot, seconds
 
