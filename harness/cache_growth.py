@@ -103,8 +103,9 @@ class RunnerCache:
 
     @property
     def holds_anything(self) -> bool:
-        """Whether any store held or gained anything over the session (above the noise)."""
-        return any(mb >= NOISE_MB for sizes in self.after_repo_mb.values() for mb in sizes) or \
+        """Whether the cache store held anything or any store grew per repository (above the noise): the
+        runner's HOME and clones always hold a little, which is no finding."""
+        return any(mb >= NOISE_MB for mb in self.cache_store_after_repo_mb) or \
             any(abs(mb) >= NOISE_MB for mb in self.per_repo_mb.values())
 
     def line(self) -> str:
