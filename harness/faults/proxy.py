@@ -337,6 +337,7 @@ class FaultProxy:
         self._complete_from: int | None = None  # log index where "Complete job" starts (last step reported)
         self._task_reported: set[int] = set()
         self._timer: threading.Timer | None = None
+        self._holding = 0  # requests or answers a blackhole holds right now
 
     # -- life cycle
     @property
@@ -390,6 +391,21 @@ class FaultProxy:
         """From now on, start ``fault`` when ``trigger`` is met in the traffic."""
         with self._lock:
             self.trigger, self.fault, self.on_fire = trigger, fault, on_fire
+
+    @property
+    def holding(self) -> int:
+        """How many requests or answers a blackhole holds right now (each on its open connection)."""
+        with self._lock:
+            return self._holding
+
+    def _hold(self) -> None:
+        with self._lock:
+            self._holding += 1
+        try:
+            self._flowing.wait()
+        finally:
+            with self._lock:
+                self._holding -= 1
 
     @property
     def active(self) -> bool:
@@ -503,7 +519,7 @@ class FaultProxy:
             action = f"delayed {fault.delay:g}s"
         if not self._flowing.is_set():
             action = "held"
-            self._flowing.wait()
+            self._hold()
         if self._stopped.is_set():
             return False
         response = self._forward(request, method, upstream)
@@ -515,7 +531,7 @@ class FaultProxy:
             return True
         if not self._flowing.is_set():  # the answer came while a blackhole started: hold it too
             action = "held"
-            self._flowing.wait()
+            self._hold()
         if self.active and self.fault is not None and self.fault.mode == "reset":
             _reset(client)
             self._record(Exchange(at, rpc, len(request.body), "reset", None, 0, time.monotonic() - t0, info))

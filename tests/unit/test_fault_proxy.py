@@ -22,6 +22,7 @@ from harness.faults.proxy import (
     update_log_info,
     update_task_info,
 )
+from harness.waiting import wait_for
 
 
 def varint(n: int) -> bytes:
@@ -176,14 +177,15 @@ def test_blackhole_holds_both_ways_keeps_the_connection_and_delivers_after_relea
     answers: list[int] = []
     thread = threading.Thread(target=lambda: answers.append(call(late, "UpdateTask", update_task(1, 0, []))[0]))
     thread.start()
-    time.sleep(0.3)
+    wait_for("the proxy to hold the second request too", "fault_quiet", lambda: proxy.holding, lambda n: n == 2,
+             budget=5.0)
     assert answers == [] and forgejo.received == []  # held, connection open
     proxy.release()
     thread.join(5)
     assert answers == [200]
-    deadline = time.monotonic() + 5
-    while len(forgejo.received) < 2 and time.monotonic() < deadline:  # the first one's client gave up: no answer to wait for
-        time.sleep(0.02)
+    # the first one's client gave up: no answer to wait for, only its delivery upstream
+    wait_for("the held requests delivered upstream", "fault_quiet", lambda: sorted(forgejo.received),
+             lambda got: len(got) >= 2, budget=5.0)
     assert sorted(forgejo.received) == ["UpdateLog", "UpdateTask"]  # the held request went on after the release
     assert {e.action for e in proxy.exchanges} == {"held"}
 
@@ -220,7 +222,7 @@ def test_stop_lets_go_of_a_held_request(proxy: FaultProxy) -> None:
     body = update_log(1, 0, ["x"])
     sock.sendall(f"POST {RPC_PREFIX}UpdateLog HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                  + body)
-    time.sleep(0.2)
+    wait_for("the proxy to hold the request", "fault_quiet", lambda: proxy.holding, lambda n: n == 1, budget=5.0)
     proxy.stop()
     sock.settimeout(2)
     assert sock.recv(100) == b""  # closed, not hanging
