@@ -113,9 +113,8 @@ class CellResult:
         if self.known_bug is None or self.outcome is not Outcome.FAIL or self.verdict is None:
             return False
         wanted = self.known_bug.failure_class
-        found = self.to_json().get("class")
-        if found:
-            return bool(found == wanted)
+        if self.classification is not None:
+            return self.classification.name == wanted
         rules = {v.rule for v in self.verdict.failing}
         return bool(rules) and rules <= set(KNOWN_BUG_RULES.get(wanted, (wanted,)))
 

@@ -26,11 +26,9 @@ BUG = KnownBug("<12.0.0", "stale-action", "L")
 
 def result(*rules: str, bug: KnownBug | None = BUG, error: str | None = None, cls: str | None = None) -> CellResult:
     verdict = Verdict(tuple(Violation(r, "m") for r in rules), Status.SUCCESS, (), (), None, None, None)
-    cell = CellResult("moved-tag", "11.3.1", "11.3.1", "l", verdict=verdict, error=error, known_bug=bug)
-    if cls is not None:  # a record with the classifier's class
-        base = cell.to_json
-        cell.to_json = lambda: {**base(), "class": cls}  # type: ignore[method-assign]
-    return cell
+    classification = Classification(cls, "the classifier's why") if cls is not None else None
+    return CellResult("moved-tag", "11.3.1", "11.3.1", "l", verdict=verdict, error=error, known_bug=bug,
+                      classification=classification)
 
 
 @pytest.mark.parametrize(("rules", "expected"), [
