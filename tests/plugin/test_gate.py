@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.plugin.stub_lab import SCENARIO_TEST, STUB_LAB, isolate
+
 CONFTEST = '''
 import json
 import os
@@ -81,26 +83,9 @@ def fake_run_cell(target, scenario, handle, out, **kwargs):
         raise NotRunnable("needs a Docker engine; none answered and none could be started")
     return FakeResult(scenario.name, handle.key, answer, scenario.expect.known_bug)
 
+''' + STUB_LAB
 
-plugin.run_cell = fake_run_cell
-plugin.plan_lab = lambda settings, versions: SimpleNamespace(not_applicable=())
-
-
-@pytest.fixture(scope="session")
-def regress_target():
-    return SimpleNamespace(server_version="11.0.15", lab=None,
-                           runners={k: SimpleNamespace(key=k) for k in ("11.3.1", "12.1.2")})
-'''
-
-TESTS = '''
-import pytest
-
-from harness.pytest_plugin import assert_cell
-
-
-def test_scenario(regress_run):
-    assert_cell(regress_run)
-
+TESTS = "import pytest\n" + SCENARIO_TEST + '''
 
 @pytest.mark.unrelated
 def test_unrelated():
@@ -113,12 +98,7 @@ GATE = ("-m", "regression or unrelated", "--baseline", "11.3.1", "--candidate", 
 @pytest.fixture
 def project(pytester, monkeypatch, tmp_path):
     """A project with the stubbed lab; ``run(table, *args, unrelated=True)`` runs pytest in it."""
-    for name in ("REGRESS_RUNNER_VERSION", "REGRESS_FORGEJO_URL", "REGRESS_EVIDENCE", "REGRESS_EVIDENCE_DIR",
-                 "REGRESS_BASELINE", "REGRESS_CANDIDATE", "REGRESS_COMPARE_BASELINE"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "bin").mkdir()
-    monkeypatch.setenv("REGRESS_BIN_DIR", str(tmp_path / "bin"))
-    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path / "cache"))
+    isolate(monkeypatch, tmp_path, ("REGRESS_BASELINE", "REGRESS_CANDIDATE", "REGRESS_COMPARE_BASELINE"))
     pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nmarkers =\n    unrelated: a test of the user's own\n")
 

@@ -11,6 +11,8 @@ import json
 
 import pytest
 
+from tests.plugin.stub_lab import SCENARIO_TEST, STUB_LAB, isolate
+
 CONFTEST = '''
 import json
 import os
@@ -44,37 +46,16 @@ def fake_run_cell(target, scenario, handle, out, **kwargs):
     return CellResult(scenario.name, handle.key, handle.key, f"regress-{handle.key}-native", verdict,
                       repo=f"o/{scenario.name}-{n}", observations=obs)
 
+''' + STUB_LAB
 
-plugin.run_cell = fake_run_cell
-plugin.plan_lab = lambda settings, versions: SimpleNamespace(not_applicable=())
-
-
-@pytest.fixture(scope="session")
-def regress_target():
-    return SimpleNamespace(server_version="11.0.15", lab=None,
-                           runners={k: SimpleNamespace(key=k) for k in ("11.3.1", "12.1.2")})
-'''
-
-TESTS = '''
-from harness.pytest_plugin import assert_cell
-
-
-def test_scenario(regress_run):
-    assert_cell(regress_run)
-'''
 
 
 @pytest.fixture
 def project(pytester, monkeypatch, tmp_path):
-    for name in ("REGRESS_RUNNER_VERSION", "REGRESS_FORGEJO_URL", "REGRESS_EVIDENCE", "REGRESS_EVIDENCE_DIR",
-                 "REGRESS_WARM_UP", "REGRESS_WARM_UP_REPOS"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "bin").mkdir()
-    monkeypatch.setenv("REGRESS_BIN_DIR", str(tmp_path / "bin"))
-    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path / "cache"))
+    isolate(monkeypatch, tmp_path, ("REGRESS_WARM_UP", "REGRESS_WARM_UP_REPOS"))
     monkeypatch.setenv("FAKE_CALLS", str(tmp_path / "calls.jsonl"))
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_cells=TESTS)
+    pytester.makepyfile(test_cells=SCENARIO_TEST)
 
     def run(*args):
         result = pytester.runpytest_subprocess("-rfEs", "-p", "no:cacheprovider", "--runner-version=11.3.1",
