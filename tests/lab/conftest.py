@@ -20,6 +20,12 @@ def resolve_or_skip(kind: str, version: Version) -> binaries.Binary:
         pytest.skip(f"lab binary missing: {str(exc).splitlines()[0]} (put {kind}-{version} in {binaries.bin_dir()})")
 
 
+def newest_forgejo() -> binaries.Binary:
+    """The newest of the lab's Forgejo versions whose binary is here (skip naming the newest otherwise)."""
+    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
+    return resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+
+
 @pytest.fixture
 def runner_binaries() -> list[binaries.Binary]:
     return [resolve_or_skip("forgejo-runner", v) for v in RUNNERS]

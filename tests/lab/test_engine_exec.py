@@ -18,11 +18,10 @@ from harness.lab import engine as engines
 from harness.lab.capdrop import missing_caps
 from harness.lab.lab import RunnerSpec, boot
 from harness.lab.prepare import Prepared
-from harness.runners import binaries
 from harness.runners.process import label_name
 from harness.versions import Version
 
-from .conftest import FORGEJOS, resolve_or_skip
+from .conftest import newest_forgejo, resolve_or_skip
 from .helpers import push, workflow
 
 pytestmark = pytest.mark.docker
@@ -86,8 +85,7 @@ def test_a_workflow_execs_into_a_privileged_container_and_boots_a_buildkit_build
     """Under the lab's own dockerd, a job's `docker exec` into a --privileged container and buildx's
     docker-container driver (buildkitd booted from the prepared image, reached through `docker exec`)
     both work: job success, every step green."""
-    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
-    forgejo = resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+    forgejo = newest_forgejo()
     runner = resolve_or_skip("forgejo-runner", Version(12, 1, 2))
     prepared = Prepared.load()
     if prepared is None or not prepared.buildx or not prepared.buildkit_image:

@@ -18,12 +18,11 @@ import pytest
 from harness import classify
 from harness.cell import run_cell
 from harness.lab.lab import RunnerSpec, boot
-from harness.runners import binaries
 from harness.scenarios import load
 from harness.target import open_lab
 from harness.versions import Version
 
-from .conftest import FORGEJOS, resolve_or_skip
+from .conftest import newest_forgejo, resolve_or_skip
 
 pytestmark = [pytest.mark.lab]
 
@@ -33,8 +32,7 @@ BAD_LEVEL = "badlevel"
 
 @pytest.fixture(scope="module")
 def target():
-    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
-    forgejo = resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+    forgejo = newest_forgejo()
     binaries_ = [resolve_or_skip("forgejo-runner", v) for v in RUNNERS]
     specs = [RunnerSpec(b) for b in binaries_]
     specs += [RunnerSpec(b, BAD_LEVEL, {"log": {"job_level": "bogus"}}) for b in binaries_]

@@ -20,12 +20,11 @@ from harness.lab import engine as engines
 from harness.lab.lab import Lab, RunnerSpec, boot, lab_dir_for
 from harness.lab.prepare import Prepared
 from harness.paths import dockerd_data_root
-from harness.runners import binaries
 from harness.runners.binaries import Binary
 from harness.runners.process import label_name
 from harness.versions import Version
 
-from .conftest import FORGEJOS, RUNNERS, resolve_or_skip
+from .conftest import FORGEJOS, RUNNERS, newest_forgejo, resolve_or_skip
 from .helpers import push, workflow
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
@@ -141,12 +140,6 @@ def test_lab_up_jobs_cache_firewall_down(forgejo):
 
 
 # -- failed boots leak nothing; the first run on a fresh machine -------------------------------------------
-
-
-def newest_forgejo() -> Binary:
-    """The newest of the lab's Forgejo versions whose binary is here (skip naming the newest otherwise)."""
-    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
-    return resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
 
 
 def impossible_runner(tmp_path: Path) -> Binary:

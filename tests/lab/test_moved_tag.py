@@ -10,20 +10,18 @@ import pytest
 
 from harness.cell import run_cell
 from harness.lab.lab import RunnerSpec, boot
-from harness.runners import binaries
 from harness.scenarios import load
 from harness.target import open_lab
 from harness.versions import Version
 
-from .conftest import FORGEJOS, resolve_or_skip
+from .conftest import newest_forgejo, resolve_or_skip
 
 pytestmark = [pytest.mark.lab]
 
 
 @pytest.fixture(scope="module")
 def target():
-    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]
-    forgejo = resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+    forgejo = newest_forgejo()
     lab = boot(f"mt-{uuid.uuid4().hex[:6]}", forgejo, [RunnerSpec(resolve_or_skip("forgejo-runner", Version(11, 3, 1)))],
                use_docker=False)
     yield open_lab(lab)

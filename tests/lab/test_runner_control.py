@@ -17,12 +17,12 @@ from harness.forgejo.models import Status
 from harness.lab import firewall, private
 from harness.lab.lab import Lab, RunnerSpec, boot
 from harness.observe.stall import StallWatch
-from harness.runners import binaries, control
+from harness.runners import control
 from harness.runners.process import label_name
 from harness.versions import Version
 from harness.waiting import wait_for
 
-from .conftest import FORGEJOS, resolve_or_skip
+from .conftest import newest_forgejo, resolve_or_skip
 from .helpers import push, workflow
 
 pytestmark = [pytest.mark.lab]
@@ -30,8 +30,7 @@ pytestmark = [pytest.mark.lab]
 
 @pytest.fixture
 def small_lab():
-    here = [v for v in FORGEJOS if v in binaries.available("forgejo")]  # the newest one here
-    forgejo = resolve_or_skip("forgejo", here[-1] if here else FORGEJOS[-1])
+    forgejo = newest_forgejo()
     runner = resolve_or_skip("forgejo-runner", Version(12, 1, 2))
     lab = boot(f"ctl-{uuid.uuid4().hex[:6]}", forgejo, [RunnerSpec(runner)], use_docker=False)
     yield lab
