@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
@@ -24,8 +25,88 @@ class Sample:
     tree_pct: float
 
 
+class ProcessTable:
+    """Every process's parent and CPU seconds, read once per tick for all the samplers of this process.
+
+    Reading ``/proc`` is what sampling costs: with several cells watched at once, one read per tick shared
+    by every :class:`CpuSampler` instead of one per sampler keeps the suite's own CPU out of the figures
+    it measures.
+    """
+
+    def __init__(self, at: float, rows: Mapping[int, tuple[int, float]]) -> None:
+        self.at = at
+        self.rows = rows  # pid → (ppid, user + system seconds)
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _cpu) in rows.items():
+            children.setdefault(ppid, []).append(pid)
+        self._children = children
+
+    @classmethod
+    def read(cls) -> ProcessTable:
+        """The table now (processes that vanish while read are left out)."""
+        rows: dict[int, tuple[int, float]] = {}
+        for proc in psutil.process_iter(["ppid", "cpu_times"]):
+            times = proc.info["cpu_times"]
+            if times is not None and proc.info["ppid"] is not None:
+                rows[proc.pid] = (proc.info["ppid"], times.user + times.system)
+        return cls(time.time(), rows)
+
+    def tree(self, pid: int) -> list[int]:
+        """``pid`` and its descendants (empty when ``pid`` is not running)."""
+        if pid not in self.rows:
+            return []
+        found, todo = [], [pid]
+        while todo:
+            current = todo.pop()
+            found.append(current)
+            todo.extend(self._children.get(current, ()))
+        return found
+
+
+class _Ticker:
+    """One thread per interval that reads the :class:`ProcessTable` and hands it to every sampler registered."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _running: ClassVar[dict[float, _Ticker]] = {}
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.samplers: list[CpuSampler] = []
+        self.reads = 0  # process-table reads so far (one per tick, whatever the number of samplers)
+        self._thread = threading.Thread(target=self._run, name=f"regress-cpu-{interval:g}s", daemon=True)
+
+    @classmethod
+    def join(cls, sampler: CpuSampler) -> _Ticker:
+        with cls._lock:
+            ticker = cls._running.get(sampler.interval)
+            if ticker is None:
+                ticker = cls._running[sampler.interval] = cls(sampler.interval)
+                ticker._thread.start()
+            ticker.samplers.append(sampler)
+            return ticker
+
+    def leave(self, sampler: CpuSampler) -> None:
+        with self._lock:
+            if sampler in self.samplers:
+                self.samplers.remove(sampler)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                if not self.samplers:  # the last sampler left: this ticker ends, the next sampler starts a new one
+                    del self._running[self.interval]
+                    return
+                samplers = list(self.samplers)
+            table = ProcessTable.read()
+            self.reads += 1
+            for sampler in samplers:
+                sampler.tick(table)
+
+
 class CpuSampler:
-    """Samples the runner (pid) and its descendants plus ``extra`` pids until :meth:`stop`."""
+    """Samples the runner (pid) and its descendants plus ``extra`` pids until :meth:`stop`; every sampler of
+    one interval shares one ticker thread and one process-table read per tick."""
 
     def __init__(self, pid: int | None, extra: Sequence[int | None] = (), interval: float = 0.1) -> None:
         self.pid = pid
@@ -33,58 +114,46 @@ class CpuSampler:
         self.interval = interval
         self.samples: list[Sample] = []
         self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="regress-cpu", daemon=True)
-        self._procs: dict[int, psutil.Process] = {}
+        self._ticker: _Ticker | None = None
+        self._last: dict[int, float] = {}  # pid → CPU seconds at the previous tick
+        self._last_at: float | None = None
+        self._lock = threading.Lock()
 
     def start(self) -> CpuSampler:
         """Start sampling."""
         if not self.pid:
             self.error = "no runner PID (not a lab runner)"
             return self
-        self._thread.start()
+        self._ticker = _Ticker.join(self)
         return self
 
-    def _proc(self, pid: int) -> psutil.Process | None:
-        proc = self._procs.get(pid)
-        if proc is None:
-            try:
-                proc = psutil.Process(pid)
-                proc.cpu_percent(None)  # prime
-            except psutil.Error:
-                return None
-            self._procs[pid] = proc
-            return None  # first reading is meaningless
-        return proc
-
-    def _run(self) -> None:
+    def tick(self, table: ProcessTable) -> None:
+        """Take one sample from ``table``: % of one core since the previous tick per process (a process first
+        seen now has no previous reading and counts from the next tick)."""
         assert self.pid
-        while not self._stop.wait(self.interval):
-            try:
-                root = psutil.Process(self.pid)
-                tree = [self.pid, *(c.pid for c in root.children(recursive=True)), *self.extra]
-            except psutil.Error:
-                self.error = f"runner process {self.pid} is gone"
+        with self._lock:
+            if self._ticker is None:
                 return
-            runner = total = 0.0
-            for pid in tree:
-                proc = self._proc(pid)
-                if proc is None:
-                    continue
-                try:
-                    pct = proc.cpu_percent(None)
-                except psutil.Error:
-                    continue
-                total += pct
-                if pid == self.pid:
-                    runner = pct
-            self.samples.append(Sample(time.time(), runner, total))
+            tree = table.tree(self.pid)
+            if not tree:
+                self.error = f"runner process {self.pid} is gone"
+                self._ticker.leave(self)
+                self._ticker = None
+                return
+            pids = tree + [p for p in self.extra if p in table.rows]
+            seconds = {pid: table.rows[pid][1] for pid in pids}
+            if self._last_at is not None and table.at > self._last_at:
+                span = table.at - self._last_at
+                pct = {pid: max(0.0, (s - self._last[pid]) / span * 100) for pid, s in seconds.items() if pid in self._last}
+                self.samples.append(Sample(table.at, round(pct.get(self.pid, 0.0), 1), round(sum(pct.values()), 1)))
+            self._last, self._last_at = seconds, table.at
 
     def stop(self) -> list[Sample]:
         """Stop and return the samples."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        with self._lock:
+            if self._ticker is not None:
+                self._ticker.leave(self)
+                self._ticker = None
         return self.samples
 
 
