@@ -13,14 +13,19 @@
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
+
+import psutil
 
 from harness.cell import run_cell
 from harness.lab import lab as labs
@@ -48,15 +53,85 @@ def gate_command(baseline: str, candidate: str, lanes: int, evidence: Path) -> l
     return cmd + ([f"--lanes={lanes}"] if lanes > 1 else [])
 
 
-def timed_gate(cmd: list[str]) -> tuple[float, str]:
-    """Wall time of one gate run and its last lines."""
+def machine_busy() -> float:
+    """CPU seconds every core of this machine spent busy since boot (``/proc/stat``: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def part(proc: psutil.Process) -> str | None:
+    """Which part of the gate a process is (None: not one of the gate's own)."""
+    try:
+        exe = Path((proc.cmdline() or [proc.name()])[0]).name
+    except psutil.Error:
+        return None
+    if exe.startswith("forgejo-runner"):
+        return "runners"
+    if exe.startswith("forgejo"):
+        return "forgejo"
+    if exe in ("dockerd", "containerd", "containerd-shim-runc-v2", "docker-proxy", "buildkitd"):
+        return "docker"
+    return None
+
+
+class CpuAccount:
+    """CPU seconds of one gate run: the machine's busy time, the pytest process itself (the harness), and
+    Forgejo, the runners and Docker's daemons (each with the children it reaped), sampled every 0.5 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[tuple[int, float], tuple[str, float]] = {}
+        self.base: dict[tuple[int, float], float] = {}
+        self.harness = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.busy0 = machine_busy()
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                self.base[(proc.pid, proc.create_time())] = _total(proc.cpu_times())
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for proc in psutil.process_iter():
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    if proc.pid == self.pid:
+                        self.harness = times.user + times.system
+                    name = part(proc)
+                    if name:
+                        self.seen[(proc.pid, proc.create_time())] = (name, _total(times))
+
+    def stop(self) -> dict[str, float]:
+        """Seconds per part, ``harness`` (the pytest process), ``machine`` (all busy) and ``rest``."""
+        self._stop.set()
+        self._thread.join()
+        parts: dict[str, float] = collections.Counter()
+        for key, (name, total) in self.seen.items():
+            parts[name] += total - self.base.get(key, 0.0)
+        parts["harness"] = self.harness
+        parts["machine"] = machine_busy() - self.busy0
+        parts["rest"] = parts["machine"] - sum(v for k, v in parts.items() if k != "machine")
+        return dict(parts)
+
+
+def _total(times: psutil._common.pcputimes) -> float:  # own and reaped children
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def timed_gate(cmd: list[str]) -> tuple[float, str, dict[str, float]]:
+    """Wall time of one gate run, its last lines and its CPU account."""
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, env=dict(os.environ))
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ))
+    account = CpuAccount(proc.pid)
+    out, _ = proc.communicate()
     wall = time.monotonic() - t0
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+    cpu = account.stop()
+    tail = "\n".join(out.strip().splitlines()[-3:])
     if proc.returncode != 0:
         raise SystemExit(f"the gate failed (exit {proc.returncode}): {tail}")
-    return wall, tail
+    return wall, tail, cpu
 
 
 def cells_alone(baseline: Version, candidate: Version) -> tuple[float, dict[str, float]]:
@@ -124,9 +199,17 @@ def main() -> None:
           f"{boot + sum(alone.values()):.1f}s")
     evidence = Path(tempfile.mkdtemp(prefix="regress-bench-evidence-"))
     for lanes in sorted({1, args.lanes}):
-        wall, tail = timed_gate(gate_command(args.baseline, args.candidate, lanes, evidence))
+        wall, tail, cpu = timed_gate(gate_command(args.baseline, args.candidate, lanes, evidence))
         print(f"gate, lanes={lanes}: {wall:.1f}s wall (pytest start → exit) → ratio {wall / floor:.2f} (goal ≤ 1.5)")
         print("  " + tail.replace("\n", "\n  "))
+        cores = os.cpu_count() or 1
+        print(f"  CPU: the machine was busy {cpu['machine']:.1f}s of {cores} × {wall:.1f}s "
+              f"({cpu['machine'] / (cores * wall):.0%}); harness (the pytest process) {cpu['harness']:.1f}s, "
+              + ", ".join(f"{k} {cpu.get(k, 0.0):.1f}s" for k in ("forgejo", "runners", "docker"))
+              + f", the rest (job containers, git, kernel, …) {cpu['rest']:.1f}s")
+        parts = cpu["machine"] - cpu["harness"]
+        print(f"  bound: without the harness's own CPU the parts needed {parts:.1f}s of CPU, so no schedule on "
+              f"{cores} cores finishes under {parts / cores:.1f}s → ratio ≥ {parts / cores / floor:.2f} here")
     if not args.skip_economy:
         economy(cand, args.long, args.runs)
 

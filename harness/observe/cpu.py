@@ -6,6 +6,7 @@ come from the job log's timestamps. No samples in a phase means "unavailable", n
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,30 @@ class Sample:
     t: float
     runner_pct: float
     tree_pct: float
+
+
+PROC = Path("/proc")
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as stat:
+            return stat.read()
+    except OSError:  # the process ended meanwhile
+        return b""
+
+
+def parse_stat(raw: bytes) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) from the text of ``/proc/<pid>/stat``; None when unreadable.
+
+    The command name (2nd field) is in parentheses and may hold spaces and parentheses: fields are counted
+    after its last ``)``.
+    """
+    fields = raw[raw.rfind(b")") + 2:].split()
+    if len(fields) < 13:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
 
 
 class ProcessTable:
@@ -43,13 +68,23 @@ class ProcessTable:
 
     @classmethod
     def read(cls) -> ProcessTable:
-        """The table now (processes that vanish while read are left out)."""
-        rows: dict[int, tuple[int, float]] = {}
-        for proc in psutil.process_iter(["ppid", "cpu_times"]):
-            times = proc.info["cpu_times"]
-            if times is not None and proc.info["ppid"] is not None:
-                rows[proc.pid] = (proc.info["ppid"], times.user + times.system)
-        return cls(time.time(), rows)
+        """The table now (processes that vanish while read are left out): one ``/proc/<pid>/stat`` read per
+        process where there is a ``/proc``, else psutil."""
+        at = time.time()
+        if not PROC.is_dir():
+            rows: dict[int, tuple[int, float]] = {}
+            for proc in psutil.process_iter(["ppid", "cpu_times"]):
+                times = proc.info["cpu_times"]
+                if times is not None and proc.info["ppid"] is not None:
+                    rows[proc.pid] = (proc.info["ppid"], times.user + times.system)
+            return cls(at, rows)
+        rows = {}
+        for entry in os.scandir(PROC):
+            if entry.name.isdigit():
+                row = parse_stat(_read(f"{entry.path}/stat"))
+                if row is not None:
+                    rows[int(entry.name)] = row
+        return cls(at, rows)
 
     def tree(self, pid: int) -> list[int]:
         """``pid`` and its descendants (empty when ``pid`` is not running)."""

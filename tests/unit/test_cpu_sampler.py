@@ -3,10 +3,13 @@ an error, and samplers watching at once share one process-table read per tick.""
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from harness.observe import cpu
@@ -47,7 +50,7 @@ def test_the_tree_holds_the_busy_child_and_the_runner_figure_only_the_root(busy_
     tail = samples[2:]
     assert sum(s.tree_pct for s in tail) / len(tail) > 50  # the child spins a core
     assert sum(s.runner_pct for s in tail) / len(tail) < 20  # the parent sleeps
-    assert all(a.t < b.t for a, b in zip(samples, samples[1:], strict=False))
+    assert all(a.t < b.t for a, b in itertools.pairwise(samples))
 
 
 def test_samplers_watching_at_once_share_one_table_read_per_tick(busy_tree):
@@ -89,3 +92,22 @@ def test_process_table_tree_of_an_unknown_pid_is_empty():
     table = cpu.ProcessTable(0.0, {10: (1, 0.0), 11: (10, 0.0), 12: (11, 0.0), 13: (1, 0.0)})
     assert sorted(table.tree(10)) == [10, 11, 12]
     assert table.tree(99) == []
+
+
+def test_stat_is_parsed_after_the_last_parenthesis_of_the_command_name():
+    raw = b"4242 (a) b) (c) S 17 4242 4242 0 -1 4194304 131 0 0 0 250 50 0 0 20 0 1 0 2100598 3133440 418"
+    ppid, seconds = cpu.parse_stat(raw)
+    assert ppid == 17
+    assert seconds == pytest.approx(300 / cpu.TICKS)
+    assert cpu.parse_stat(b"") is None  # the process ended while read
+    assert cpu.parse_stat(b"4242 (short) S 1") is None
+
+
+def test_the_table_agrees_with_psutil_on_this_process():
+    table = cpu.ProcessTable.read()
+    me = psutil.Process()
+    ppid, seconds = table.rows[os.getpid()]
+    assert ppid == me.ppid()
+    times = me.cpu_times()
+    assert seconds == pytest.approx(times.user + times.system, abs=0.5)
+    assert os.getpid() in table.tree(ppid)
