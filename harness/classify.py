@@ -30,10 +30,14 @@ Precedence (the first that holds wins; :data:`PRECEDENCE` is this order):
    when a step then failed.
 6. ``finalization-lost``, 7. ``report-gave-up``, 8. ``context-cancelled`` — see above.
 9. ``hidden-post-failure`` — a post step failed and the job is marked successful.
-10. ``step-failed`` — a legitimate failure: the runner logged the job failed and a step (a post step, or
+10. ``final-log-lost`` — the job is marked successful but its last log lines never arrived: no ``🏁  Job …``
+    line, and nothing failed but what that loss explains (the line itself, a post step left without an
+    outcome). The runner's result reached Forgejo in a periodic report while its final log upload failed
+    (measured: Forgejo answering 500 to UpdateLog from "Complete job" on, ``500-updatelog-complete``).
+11. ``step-failed`` — a legitimate failure: the runner logged the job failed and a step (a post step, or
     "Set up job": its error line quoted) failed.
-11. ``setup-slow`` — "Set up job" over its budget (never a "Set up job" stretched by the zombie stop).
-12. ``unexplained`` — a disagreement none of the above explains; the class says so plainly.
+12. ``setup-slow`` — "Set up job" over its budget (never a "Set up job" stretched by the zombie stop).
+13. ``unexplained`` — a disagreement none of the above explains; the class says so plainly.
 """
 
 from __future__ import annotations
@@ -55,17 +59,19 @@ FINALIZATION_LOST = "finalization-lost"
 REPORT_GAVE_UP = "report-gave-up"
 CONTEXT_CANCELLED = "context-cancelled"
 HIDDEN_POST_FAILURE = "hidden-post-failure"
+FINAL_LOG_LOST = "final-log-lost"
 STEP_FAILED = "step-failed"
 SETUP_SLOW = "setup-slow"
 UNEXPLAINED = "unexplained"
 
 PRECEDENCE: tuple[str, ...] = (
     INCONCLUSIVE, WORKFLOW_REJECTED, NEVER_PICKED, GAVE_UP_WAITING, STALE_ACTION, FINALIZATION_LOST,
-    REPORT_GAVE_UP, CONTEXT_CANCELLED, HIDDEN_POST_FAILURE, STEP_FAILED, SETUP_SLOW, UNEXPLAINED,
+    REPORT_GAVE_UP, CONTEXT_CANCELLED, HIDDEN_POST_FAILURE, FINAL_LOG_LOST, STEP_FAILED, SETUP_SLOW, UNEXPLAINED,
 )
 CLASSES = frozenset(PRECEDENCE)
 FAIL_CLASSES = frozenset(PRECEDENCE) - {INCONCLUSIVE}  # the outcome of every one of these is ``fail``
 
+LOST_LOG_RULES = frozenset({"marker-missing", "post-step-cut-off"})  # what a lost final log fails, and no more
 STALE_LINE = re.compile(r"some refs were not updated")  # go-git's fetch without force (runner 11.x), issue 12
 STALE_RULES = (STALE_ACTION, "signature:git-refs-not-updated")
 CANCELLED_STEP = re.compile(r"this step has been cancelled: ctx: context canceled")  # a step killed by the job's cancel
@@ -250,6 +256,28 @@ def _cancelled_context(inputs: Inputs, rules: set[str]) -> Classification | None
     return None
 
 
+def _final_log_lost(inputs: Inputs, rules: set[str]) -> Classification | None:
+    """A successful job whose log stops before the runner's ``🏁`` line, and nothing else failed."""
+    verdict = inputs.verdict
+    assert verdict is not None
+    if not rules or not rules <= LOST_LOG_RULES or _failed_views(inputs) or not inputs.views:
+        return None
+    lacking = [v for v in inputs.views if not any(JOB_RESULT_LINE.search(line.message) for line in v.log_lines())]
+    if not lacking:
+        return None
+    if not all("🏁" in v.message for v in verdict.failing if v.rule == "marker-missing"):
+        return None  # another marker is missing: the loss of the last lines does not explain it
+    lines = lacking[0].log_lines()
+    last = lines[-1].message.strip() if lines else ""
+    evidence = (f"last log line: {last[:_QUOTE]!r}" if lines else "no log line at all",
+                "the job is marked successful, but no '🏁  Job …' line arrived: the runner's result reached Forgejo, "
+                "its last log lines did not",
+                *(v.message[:_QUOTE] for v in verdict.failing))
+    return Classification(FINAL_LOG_LOST, "the job succeeded but its last log lines were lost: the result reached "
+                          "Forgejo in a periodic report while the runner's final log upload failed", evidence,
+                          _cell_timings(inputs))
+
+
 def _step_failed(inputs: Inputs, rules: set[str]) -> Classification | None:
     """The runner reported the job failed and a step failed: a workflow step, a post step or "Set up job"."""
     verdict = inputs.verdict
@@ -312,6 +340,7 @@ _CHECKS: tuple[tuple[str, Check], ...] = (
     (CONTEXT_CANCELLED, _cancelled_context),
     (HIDDEN_POST_FAILURE, _by_rule(HIDDEN_POST_FAILURE, HIDDEN_POST_FAILURE,
                                    "a post step failed and the job is marked successful")),
+    (FINAL_LOG_LOST, _final_log_lost),
     (STEP_FAILED, _step_failed),
     (SETUP_SLOW, _setup_slow),
 )

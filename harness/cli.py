@@ -53,6 +53,8 @@ def _print(text: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     labs.lab_dir_for(args.lab)  # a bad id is refused before anything is created
+    if args.actions_url:
+        args.actions_url = config.check_actions_url(args.actions_url, "--actions-url", seeded=bool(args.seed_action))
     labs_dir().mkdir(parents=True, exist_ok=True)
     # the lock a pytest session takes too; `lab prune` leaves a locked lab alone (and removes stale locks)
     with FileLock(str(labs_dir() / f"{args.lab}.lock")):
@@ -65,10 +67,13 @@ def _up(args: argparse.Namespace) -> int:
         existing = labs.Lab.load(directory)
         problem = existing.healthy()
         wanted = {str(v) for v in _versions(args.runner_version, "forgejo-runner")}
-        if problem is None and wanted <= set(existing.runners):
+        same_actions = existing.forgejo.actions_url == (args.actions_url or "self")
+        if problem is None and wanted <= set(existing.runners) and same_actions:
             _print(f"reusing the healthy lab {args.lab}")
             return _show(existing, args.json)
-        _print(f"replacing lab {args.lab}: {problem or 'other runner versions requested'}")
+        why = problem or ("other runner versions requested" if same_actions else
+                          f"actions URL {existing.forgejo.actions_url} there, {args.actions_url or 'self'} requested")
+        _print(f"replacing lab {args.lab}: {why}")
         with existing:  # down on exit: what it leaves is raised (a new boot would collide with it)
             pass
     forgejo_version = _versions([args.forgejo_version] if args.forgejo_version else None, "forgejo")[0]
@@ -78,7 +83,7 @@ def _up(args: argparse.Namespace) -> int:
     specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v, explicit=explicit))  # type: ignore[arg-type]
              for v in _versions(args.runner_version, "forgejo-runner")]
     lab = labs.boot(args.lab, forgejo, specs, capacity=args.capacity, seed_sources=parse_seed_option(args.seed_action),
-                    zombie=ZombieSettings(), notify=_print)
+                    zombie=ZombieSettings(), actions_url=args.actions_url, notify=_print)
     return _show(lab, args.json)
 
 
@@ -91,6 +96,8 @@ def _show(lab: labs.Lab, as_json: bool) -> int:
     _print(f"lab {data['id']} ({data['dir']})")
     _print(f"  Forgejo {fj['version']} {fj['url']} pid {fj['pid']} log {fj['log']}")
     _print(f"  token file {fj['token_file']} (user {fj['user']}, password file {fj['password_file']})")
+    if fj.get("actions_url", "self") != "self":
+        _print(f"  actions from {fj['actions_url']} (DEFAULT_ACTIONS_URL; nothing seeded)")
     if data["engine"]:
         e = data["engine"]
         whose = f"ours, pid {e['pid']}" if e["ours"] else "the user's"
@@ -280,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--runner-binary", action="append", metavar="VERSION=PATH")
     up.add_argument("--seed-action", action="append", default=[], metavar="OWNER/NAME=PATH")
     up.add_argument("--capacity", type=int, default=2)
+    up.add_argument("--actions-url", metavar="URL", help="the runners fetch every action from URL (Forgejo's "
+                    "DEFAULT_ACTIONS_URL; nothing is seeded), e.g. a mirror forge")
     for p in (up, lab_sub.add_parser("status", help="Show the lab (exit 1 when unhealthy)."),
               lab_sub.add_parser("down", help="Stop and remove everything the lab started.")):
         p.add_argument("--lab", default=DEFAULT_LAB, help="Lab id (default: %(default)s).")

@@ -377,13 +377,22 @@ def _actions_url(r: _Raw) -> str | None:
     url = r.get("actions-url")
     if not url:
         return None
-    url = str(url).rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-        raise ConfigError(f"{r.where('actions-url')}: {url!r} must be an http:// or https:// URL")
     if r.get("forgejo-url"):
         raise ConfigError("--actions-url sets the lab Forgejo's DEFAULT_ACTIONS_URL: not with --forgejo-url "
                           "(an existing instance has its own)")
-    if _split_list(r.get("seed-action")):
+    return check_actions_url(str(url), r.where("actions-url"), seeded=bool(_split_list(r.get("seed-action"))))
+
+
+def check_actions_url(url: str, where: str, *, seeded: bool) -> str:
+    """``url`` without its trailing slash, once it is an http(s) URL and no action is seeded beside it.
+
+    Raises:
+        ConfigError: not an http:// or https:// URL, or ``seeded``.
+    """
+    url = url.rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"{where}: {url!r} must be an http:// or https:// URL")
+    if seeded:
         raise ConfigError("--actions-url and --seed-action exclude each other: with an actions URL the runners "
                           "clone every action from there, a seeded copy would never run")
     return url

@@ -238,3 +238,23 @@ def test_first_run_on_a_fresh_machine():
     assert not procs.tagged(lab_id) and not firewall.rules(lab_id)
     if not engines.users():
         assert procs.tagged(engines.SHARED_TAG) == []
+
+
+def test_lab_up_with_an_actions_url_seeds_nothing_and_a_new_url_replaces_the_lab():
+    forgejo, runner = newest_forgejo(), RUNNERS[-1]
+    resolve_or_skip("forgejo", forgejo)
+    resolve_or_skip("forgejo-runner", runner)
+    lab_id = f"cliurl-{uuid.uuid4().hex[:6]}"
+    args = ["--lab", lab_id, "--forgejo-version", str(forgejo), "--runner-version", str(runner)]
+    try:
+        up = cli("up", *args, "--actions-url", "http://127.0.0.1:9/mirror/")
+        assert "actions from http://127.0.0.1:9/mirror (DEFAULT_ACTIONS_URL; nothing seeded)" in up.stdout
+        status = json.loads(cli("status", "--lab", lab_id, "--json").stdout)
+        assert status["forgejo"]["actions_url"] == "http://127.0.0.1:9/mirror"
+        assert not Lab.load(lab_dir_for(lab_id)).seeded  # the runners clone from the URL: no stand-in is seeded
+        again = cli("up", *args)  # no URL now: the lab's own stand-ins
+        assert "replacing lab" in again.stdout and "http://127.0.0.1:9/mirror there, self requested" in again.stdout
+        assert json.loads(cli("status", "--lab", lab_id, "--json").stdout)["forgejo"]["actions_url"] == "self"
+    finally:
+        down = cli("down", "--lab", lab_id, check=False)
+    assert down.returncode == 0 and "leak check: nothing left" in down.stdout, down.stdout + down.stderr

@@ -64,7 +64,7 @@ def fail_job(payload: dict[str, Any]) -> None:
 
 
 def test_every_class_has_a_place_in_the_precedence():
-    assert len(c.PRECEDENCE) == len(c.CLASSES) == 12
+    assert len(c.PRECEDENCE) == len(c.CLASSES) == 13
     assert c.PRECEDENCE[0] == c.INCONCLUSIVE and c.PRECEDENCE[-1] == c.UNEXPLAINED
     assert c.INCONCLUSIVE not in c.FAIL_CLASSES and c.STALE_ACTION in c.FAIL_CLASSES
     with pytest.raises(ValueError, match="unknown failure class 'bogus'"):
@@ -154,6 +154,33 @@ def test_failed_post_in_a_successful_job_is_hidden_post_failure(recording_at, ru
     payload = edited(recording_at(f"{F11}/{runner}/native-post"),
                      lambda p: replace_lines(p, "✅  Success - Post", "❌  Failure - Post"))
     assert classify(payload, expect(job="success")).name == c.HIDDEN_POST_FAILURE
+
+
+def lose_complete_job_log(payload: dict[str, Any]) -> None:
+    """What 500-updatelog-complete produced in 2 of 8 real cells: the result arrived, "Complete job"'s log did not."""
+    complete = len(payload["state"]["currentJob"]["steps"]) - 1
+    for entry in payload["logs"]["stepsLog"]:
+        if entry["step"] == complete:
+            entry["lines"] = []
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_successful_job_whose_last_log_lines_never_arrived_is_final_log_lost(recording_at, runner):
+    payload = edited(recording_at(f"{F11}/{runner}/native-post"), lose_complete_job_log)
+    found = classify(payload, expect(job="success", log_markers={"job_must": ["🏁  Job succeeded"]}))
+    assert found.name == c.FINAL_LOG_LOST, found
+    assert found.evidence[0] == "last log line: 'after-action'"
+    assert any("🏁  Job succeeded" in line for line in found.evidence[2:])  # the verdict's own line, quoted
+
+
+def test_a_lost_last_log_does_not_explain_another_missing_marker_or_a_failed_job(recording_at):
+    rec = recording_at(f"{F11}/runner-12.1.2/native-post")
+    markers = {"job_must": ["🏁  Job succeeded", "never printed"]}
+    other = classify(edited(rec, lose_complete_job_log), expect(job="success", log_markers=markers))
+    assert other.name == c.UNEXPLAINED  # a line the job never printed is missing too: the loss does not explain it
+    kept = classify(recording_at(f"{F11}/runner-12.1.2/native-post").last_view_payload(),
+                    expect(job="success", log_markers={"job_must": ["never printed"]}))
+    assert kept.name == c.UNEXPLAINED  # the 🏁 line arrived: nothing was lost
 
 
 def test_job_failed_after_green_steps_is_context_cancelled(recording_at):

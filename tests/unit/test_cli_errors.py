@@ -26,3 +26,13 @@ def test_lab_id_that_could_escape_the_labs_dir(tmp_path, monkeypatch):
     proc = cli("status", "--lab", "../etc")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "lab id '../etc': use 1–48 letters" in proc.stderr
+
+
+def test_lab_up_refuses_a_bad_actions_url_before_anything_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path))
+    proc = cli("up", "--lab", "never", "--actions-url", "ftp://mirror.invalid/")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--actions-url: 'ftp://mirror.invalid' must be an http:// or https:// URL" in proc.stderr
+    both = cli("up", "--lab", "never", "--actions-url", "http://127.0.0.1:1/", "--seed-action", "a/b=/tmp")
+    assert both.returncode == 2 and "--actions-url and --seed-action exclude each other" in both.stderr
+    assert not (tmp_path / "labs" / "never").exists()
