@@ -205,7 +205,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     bundle = read_bundle(Path(args.bundle))
     version = Version.key(args.runner_version) if args.runner_version else bundle.runner_version
     given = {"forgejo-version": args.forgejo_version, "runner-binary": args.runner_binary,
-             "seed-action": args.seed_action, "runner-config": args.runner_config, "actions-url": args.actions_url}
+             "seed-action": args.seed_action, "runner-config": args.runner_config, "actions-url": args.actions_url,
+             "warm-up-repos": args.warm_up_repos, "no-warm-up": args.no_warm_up}
     values = rerun_values(bundle, given)
     if not args.forgejo_version and bundle.forgejo_version not in binaries.available("forgejo"):
         values["forgejo-version"] = None  # the bundled Forgejo is not here: the newest one that is
@@ -214,7 +215,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     _print(f"re-running {bundle.scenario.name} (bundled outcome {bundle.outcome}, violations "
            f"{list(bundle.rules) or 'none'}) on runner {version}")
     for name, value in values.items():
-        if value:
+        if value and value is not True:  # --warm-up goes with --warm-up-repos
             _print(f"  --{name} {' '.join(value) if isinstance(value, list) else value}"
                    + ("" if given.get(name) else " (from the bundle)"))
     key = bundle.runner_key.replace(str(bundle.runner_version), str(version), 1)
@@ -311,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--runner-config", action="append", metavar="NAME=FILE",
                        help="default: the bundle's config axis (its runner-config-overrides.yaml)")
     rerun.add_argument("--actions-url", metavar="URL", help="default: the bundle's actions URL, if any")
+    rerun.add_argument("--warm-up-repos", metavar="K", help="default: the bundle's, when it was a --warm-up cell "
+                       "(K-1 warm-up runs, then the measured one, on the same runner)")
+    rerun.add_argument("--no-warm-up", action="store_true", help="re-run a --warm-up cell cold, without warm-up runs")
     klass = sub.add_parser("classify", help="The failure class of evidence bundles, from their files alone.")
     klass.add_argument("bundles", nargs="+", metavar="BUNDLE")
     bis = sub.add_parser("bisect", help="Find the first runner version that fails a scenario.")

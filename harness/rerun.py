@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import warmup
 from harness.cell import CellResult, run_cell
 from harness.config import Settings
 from harness.errors import ConfigError, HarnessError
 from harness.evidence import SCHEMA
 from harness.outcome import Outcome
 from harness.scenarios import Scenario, load
-from harness.target import boot_lab, open_lab, plan_lab
+from harness.target import RunnerHandle, boot_lab, open_lab, plan_lab
 from harness.versions import Version
 
 Notify = Callable[[str], None]
@@ -39,7 +40,8 @@ class BundleInfo:
     actions: tuple[Mapping[str, Any], ...] = ()
 
 
-RERUN_OPTIONS = ("forgejo-version", "runner-binary", "seed-action", "runner-config", "actions-url", "runner-without")
+RERUN_OPTIONS = ("forgejo-version", "runner-binary", "seed-action", "runner-config", "actions-url", "runner-without",
+                 "warm-up-repos")
 
 
 def _options(manifest: Mapping[str, Any], path: Path, version: str, without: Sequence[str]) -> dict[str, Any]:
@@ -52,7 +54,17 @@ def _options(manifest: Mapping[str, Any], path: Path, version: str, without: Seq
         "runner-config": [f"{name}={path / file}" for name, file in (o.get("runner_config") or {}).items()],
         "actions-url": o.get("actions_url"),
         "runner-without": [f"{version}={tool}" for tool in (o.get("runner_without") or without)],
+        "warm-up-repos": _warm_up_repos(path),
     }
+
+
+def _warm_up_repos(path: Path) -> int | None:
+    """K of a ``--warm-up`` cell (its measured run's bundle holds ``warm-up.json``), else None."""
+    try:
+        repos = json.loads((path / warmup.WARM_UP_FILE).read_text()).get("repos")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return repos if isinstance(repos, int) and repos >= 2 else None
 
 
 def read_bundle(path: Path) -> BundleInfo:
@@ -95,6 +107,9 @@ def rerun_values(bundle: BundleInfo, given: Mapping[str, Any]) -> dict[str, Any]
         ConfigError: a seeded copy the bundle names is gone (the fix is named).
     """
     values = {name: given.get(name) or bundle.options.get(name) for name in RERUN_OPTIONS}
+    if given.get("no-warm-up"):
+        values["warm-up-repos"] = None
+    values["warm-up"] = bool(values["warm-up-repos"])  # a warm-up cell is re-run warm, with its K repositories
     if not given.get("seed-action"):
         for item in values.get("seed-action") or ():
             repo, _, where = str(item).partition("=")
@@ -130,10 +145,16 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
     try:
         target = open_lab(lab)
         out = settings.evidence_dir / f"rerun-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        def one(handle: RunnerHandle, bundle_dir: Path, evidence: str) -> CellResult:
+            return run_cell(target, scenario, handle, bundle_dir, evidence=evidence, setup_budget=settings.setup_budget,
+                            notify=notify)
+
         for key, handle in target.runners.items():
-            notify(f"running {scenario.name} on runner {key}")
-            results[key] = run_cell(target, scenario, handle, out / f"{scenario.name}-{key}", evidence="always",
-                                    setup_budget=settings.setup_budget, notify=notify)
+            notify(f"running {scenario.name} on runner {key}" + (
+                f" after {settings.warm_up_repos - 1} warm-up runs" if settings.warm_up else ""))
+            path = out / f"{scenario.name}-{key}"
+            results[key] = (warmup.run_warm(scenario, handle, path, repos=settings.warm_up_repos, evidence="always",
+                                            run_one=one) if settings.warm_up else one(handle, path, "always"))
     finally:
         leaks = lab.down()
         if leaks:

@@ -31,6 +31,7 @@ from harness.target import RunnerHandle
 
 DEFAULT_REPOS = 3
 WARM_UP_DIR = "warm-up"
+WARM_UP_FILE = "warm-up.json"  # in the measured run's bundle: K (``repos``) and every run's figures; rerun reads it
 _STORE_KEYS = ("stores_after", "store_growth_mb", "stores_measured_at", "runner_from_log", "private_runner")
 
 RunOne = Callable[[RunnerHandle, Path, str], CellResult]  # run_cell with the session's options: handle, bundle, evidence
@@ -107,7 +108,7 @@ def record_in_bundle(result: CellResult) -> None:
     assert result.bundle is not None
     try:
         bundle = Bundle(result.bundle)
-        bundle.json("warm-up.json", {"outcome": str(result.outcome), "reason": result.reason,
+        bundle.json(WARM_UP_FILE, {"outcome": str(result.outcome), "reason": result.reason,
                                      **result.observations[WARM_UP_KEY]})
         bundle.text("result.json", json.dumps(result.to_json(), indent=2, default=str))
     except OSError as exc:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from harness.versions import Version
 
 from .conftest import resolve_or_skip
-from .test_product_flows import run_pytest
+from .test_product_flows import ROOT, run_pytest
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
@@ -18,7 +22,7 @@ def test_warm_up_measures_cold_and_warm_and_the_growth_per_repository(tmp_path):
     resolve_or_skip("forgejo-runner", Version(12, 1, 2))
     resolve_or_skip("forgejo", Version(13, 0, 5))
     proc = run_pytest("-m", "regression", "-k", "qemu-buildx or native-checkout", "--runner-version", "12.1.2",
-                      "--warm-up", "--evidence-dir", str(tmp_path))
+                      "--warm-up", "--evidence", "always", "--evidence-dir", str(tmp_path))
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:]
     assert "cache store after each of 6 repositories" in out, out[-3000:]
@@ -44,3 +48,15 @@ def test_warm_up_measures_cold_and_warm_and_the_growth_per_repository(tmp_path):
     assert set(series["after_repo_mb"]) == {"cache_server", "tool_cache", "action_clones", "home"}
     assert not any(v["message"].startswith("3 repositories using")
                    for v in records["native-checkout"]["verdict"]["violations"])  # checkout saves nothing
+
+    # a re-run of a warm-up cell is warm again: its K from the bundle's warm-up.json, on one runner of a new lab
+    bundle = Path(records["native-checkout"]["bundle"])
+    again = subprocess.run([sys.executable, "-m", "harness", "rerun", str(bundle)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=900, check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "--warm-up-repos 3 (from the bundle)" in again.stdout and "after 2 warm-up runs" in again.stdout
+    assert "same verdict" in again.stdout
+    found = re.search(r"^new bundle: (\S+)$", again.stdout, re.M)
+    assert found, again.stdout[-2000:]
+    rerun_warm_up = json.loads((Path(found.group(1)) / "warm-up.json").read_text())
+    assert rerun_warm_up["repos"] == 3 and [r["cold"] for r in rerun_warm_up["runs"]] == [True, False]

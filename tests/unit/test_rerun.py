@@ -194,7 +194,8 @@ def test_bundle_options_are_taken_by_default(tmp_path):
     values = rerun.rerun_values(info, {})
     assert values == {"forgejo-version": "11.0.15", "runner-binary": [], "seed-action": [],
                       "runner-config": [f"cacheoff={info.path / 'runner-config-overrides.yaml'}"],
-                      "actions-url": "http://127.0.0.1:9/git", "runner-without": ["12.1.2=git"]}
+                      "actions-url": "http://127.0.0.1:9/git", "runner-without": ["12.1.2=git"],
+                      "warm-up-repos": None, "warm-up": False}
 
 
 def test_an_option_given_replaces_the_bundles(tmp_path):
@@ -209,7 +210,8 @@ def test_old_bundle_options_from_runner_and_forgejo(tmp_path):
     assert info.runner_key == "12.1.2"
     assert rerun.rerun_values(info, {}) == {"forgejo-version": "13.0.5", "runner-binary": [], "seed-action": [],
                                             "runner-config": [], "actions-url": None,
-                                            "runner-without": ["12.1.2=git"]}
+                                            "runner-without": ["12.1.2=git"], "warm-up-repos": None,
+                                            "warm-up": False}
 
 
 def test_a_seeded_copy_that_is_gone_is_named_with_the_fix(tmp_path):
@@ -231,3 +233,34 @@ def test_changed_actions_names_a_different_commit(tmp_path):
     assert rerun.changed_actions(info, new) == ["actions/checkout@v4: aaa then, bbb now"]
     (new / "manifest.json").write_text(json.dumps({"actions": [{"uses": "actions/checkout@v4", "commit": "aaa"}]}))
     assert rerun.changed_actions(info, new) == [] and rerun.changed_actions(info, None) == []
+
+
+def test_a_warm_up_cell_is_re_run_warm_with_its_k_unless_told_otherwise(tmp_path):
+    bundle = make_bundle(tmp_path)
+    (bundle / "warm-up.json").write_text(json.dumps({"outcome": "pass", "repos": 3, "runs": []}))
+    info = rerun.read_bundle(bundle)
+    assert info.options["warm-up-repos"] == 3
+    values = rerun.rerun_values(info, {})
+    assert values["warm-up"] is True and values["warm-up-repos"] == 3
+    assert rerun.rerun_values(info, {"warm-up-repos": "4"})["warm-up-repos"] == "4"
+    cold = rerun.rerun_values(info, {"no-warm-up": True})
+    assert cold["warm-up"] is False and cold["warm-up-repos"] is None
+
+
+def test_a_cell_without_warm_up_is_re_run_without(tmp_path):
+    info = rerun.read_bundle(make_bundle(tmp_path))
+    values = rerun.rerun_values(info, {})
+    assert values["warm-up"] is False and values["warm-up-repos"] is None
+    (tmp_path / "bundle" / "warm-up.json").write_text("{not json")
+    assert rerun.read_bundle(tmp_path / "bundle").options["warm-up-repos"] is None
+
+
+@pytest.mark.parametrize(("given", "warm", "repos"), [({}, True, 3), ({"no-warm-up": True}, False, 3)])
+def test_the_settings_of_a_re_run_carry_the_warm_up(tmp_path, given, warm, repos):
+    from harness import config
+
+    bundle = make_bundle(tmp_path)
+    (bundle / "warm-up.json").write_text(json.dumps({"repos": 3}))
+    values = rerun.rerun_values(rerun.read_bundle(bundle), given)
+    settings = config.build(config.resolve_raw(lambda dest: values.get(dest.removeprefix("regress_").replace("_", "-"))))
+    assert settings.warm_up is warm and settings.warm_up_repos == repos
