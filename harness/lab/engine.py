@@ -329,8 +329,8 @@ def ensure_image(engine: Engine, tag: str, tar: Path, *, changes: tuple[str, ...
     try:
         image = client.images.get(tag)
     except docker.errors.ImageNotFound:
-        with tar.open("rb") as data:
-            client.api.import_image_from_data(data.read(), repository=repo, tag=version or "latest",
+        with tar.open("rb") as data:  # streamed: requests sends a file object in chunks (139 MB for buildkit)
+            client.api.import_image_from_data(data, repository=repo, tag=version or "latest",
                                               changes=list(changes) or None)
         image = client.images.get(tag)
     image.tag(repo, "latest")

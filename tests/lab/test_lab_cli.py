@@ -242,10 +242,9 @@ def test_first_run_on_a_fresh_machine():
 
 def test_lab_up_with_an_actions_url_seeds_nothing_and_a_new_url_replaces_the_lab():
     forgejo, runner = newest_forgejo(), RUNNERS[-1]
-    resolve_or_skip("forgejo", forgejo)
     resolve_or_skip("forgejo-runner", runner)
     lab_id = f"cliurl-{uuid.uuid4().hex[:6]}"
-    args = ["--lab", lab_id, "--forgejo-version", str(forgejo), "--runner-version", str(runner)]
+    args = ["--lab", lab_id, "--forgejo-version", str(forgejo.version), "--runner-version", str(runner)]
     try:
         up = cli("up", *args, "--actions-url", "http://127.0.0.1:9/mirror/")
         assert "actions from http://127.0.0.1:9/mirror (DEFAULT_ACTIONS_URL; nothing seeded)" in up.stdout
