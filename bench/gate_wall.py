@@ -29,6 +29,7 @@ import psutil
 
 from harness.cell import run_cell
 from harness.lab import lab as labs
+from harness.observe import cpu as cpu_obs
 from harness.runners import binaries
 from harness.scenarios import load, load_all
 from harness.target import open_lab
@@ -56,7 +57,7 @@ def gate_command(baseline: str, candidate: str, lanes: int, evidence: Path) -> l
 def machine_busy() -> float:
     """CPU seconds every core of this machine spent busy since boot (``/proc/stat``: all but idle and iowait)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / cpu_obs.TICKS
 
 
 def part(proc: psutil.Process) -> str | None:

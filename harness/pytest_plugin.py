@@ -344,10 +344,9 @@ def _run(cfg: pytest.Config, target: Target, cell: PoolCell, handle: RunnerHandl
                         stall_command=settings.runner_stall_command)
 
     bundle_dir = _run_dir(cfg) / safe_name(cell.id)
-    if settings.warm_up:  # the warm-up runs on the same handle: the lane's or worker's runner stays the cell's
-        return warmup.run_warm(scenario, handle, bundle_dir, repos=settings.warm_up_repos,
-                               evidence=settings.evidence, run_one=one)
-    return one(handle, bundle_dir, settings.evidence)
+    # the warm-up runs on the same handle: the lane's or worker's runner stays the cell's
+    return warmup.run(scenario, handle, bundle_dir, warm_up=settings.warm_up, repos=settings.warm_up_repos,
+                      evidence=settings.evidence, run_one=one)
 
 
 @pytest.fixture(scope="session")

@@ -145,6 +145,7 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
     try:
         target = open_lab(lab)
         out = settings.evidence_dir / f"rerun-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
         def one(handle: RunnerHandle, bundle_dir: Path, evidence: str) -> CellResult:
             return run_cell(target, scenario, handle, bundle_dir, evidence=evidence, setup_budget=settings.setup_budget,
                             notify=notify)
@@ -153,8 +154,8 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
             notify(f"running {scenario.name} on runner {key}" + (
                 f" after {settings.warm_up_repos - 1} warm-up runs" if settings.warm_up else ""))
             path = out / f"{scenario.name}-{key}"
-            results[key] = (warmup.run_warm(scenario, handle, path, repos=settings.warm_up_repos, evidence="always",
-                                            run_one=one) if settings.warm_up else one(handle, path, "always"))
+            results[key] = warmup.run(scenario, handle, path, warm_up=settings.warm_up, repos=settings.warm_up_repos,
+                                      evidence="always", run_one=one)
     finally:
         leaks = lab.down()
         if leaks:

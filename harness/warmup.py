@@ -84,6 +84,18 @@ class WarmUpRun:
         return {**dataclasses.asdict(self), "outcome": str(self.outcome), "stores": dict(self.stores)}
 
 
+def run(scenario: Scenario, handle: RunnerHandle, bundle_dir: Path, *, warm_up: bool, repos: int, evidence: str,
+        run_one: RunOne) -> CellResult:
+    """The cell: with ``warm_up`` its warm-up runs first (:func:`run_warm`), else its one run.
+
+    Raises:
+        NotRunnable: see :func:`run_warm`.
+    """
+    if warm_up:
+        return run_warm(scenario, handle, bundle_dir, repos=repos, evidence=evidence, run_one=run_one)
+    return run_one(handle, bundle_dir, evidence)
+
+
 def run_warm(scenario: Scenario, handle: RunnerHandle, bundle_dir: Path, *, repos: int, evidence: str,
              run_one: RunOne) -> CellResult:
     """K-1 warm-up runs, then the measured run, all on ``handle``; the measured result with the figures added.

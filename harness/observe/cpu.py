@@ -108,6 +108,7 @@ class _Ticker:
         self.interval = interval
         self.samplers: list[CpuSampler] = []
         self.reads = 0  # process-table reads so far (one per tick, whatever the number of samplers)
+        self._left = threading.Event()  # a sampler left: the ticker checks at once whether it was the last
         self._thread = threading.Thread(target=self._run, name=f"regress-cpu-{interval:g}s", daemon=True)
 
     @classmethod
@@ -124,10 +125,12 @@ class _Ticker:
         with self._lock:
             if sampler in self.samplers:
                 self.samplers.remove(sampler)
+        self._left.set()
 
     def _run(self) -> None:
         while True:
-            time.sleep(self.interval)
+            self._left.wait(self.interval)
+            self._left.clear()
             with self._lock:
                 if not self.samplers:  # the last sampler left: this ticker ends, the next sampler starts a new one
                     del self._running[self.interval]
