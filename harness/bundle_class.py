@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness import lateness
 from harness.classify import Classification, Inputs, classify
 from harness.errors import HarnessError
 from harness.forgejo.models import JobView, Task, parse_go_duration
@@ -43,6 +44,8 @@ def bundle_inputs(path: Path) -> Inputs:
     views = [JobView.from_view(_json(path / "job-view.json"))] if (path / "job-view.json").is_file() else []
     views += [JobView.from_view(_json(f)) for f in sorted(path.glob("job-view-*.json"),
                                                           key=lambda f: int(f.stem.rsplit("-", 1)[1]))]
+    if verdict is not None:  # a bundle from before late reports were told from lost ones
+        verdict = lateness.settle(verdict, views)
     tasks = tuple(Task.from_api(t) for t in _json(path / "tasks.json")) if (path / "tasks.json").is_file() else ()
     text = {name: (path / name).read_text() if (path / name).is_file() else None for name in ("job.log", "runner.log")}
     timeout = ((manifest.get("forgejo") or {}).get("actions") or {}).get("ZOMBIE_TASK_TIMEOUT")

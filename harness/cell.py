@@ -189,7 +189,8 @@ def run_cell(
     label = check_runnable(target, scenario, handle)
     result = CellResult(scenario.name, handle.key, str(handle.version), label)
     bug = scenario.expect.known_bug
-    result.known_bug = bug if bug is not None and bug.applies(handle.version) else None
+    axis_env = handle.lab_runner.env_overrides if handle.lab_runner is not None else {}
+    result.known_bug = bug if bug is not None and bug.applies_to(handle.version, axis_env) else None
     try:
         with contextlib.ExitStack() as teardown:
             cell = CellScope(target, scenario, handle, label, budgets, notify, contextlib.ExitStack(), teardown,
@@ -279,7 +280,8 @@ class CellRun:
             self.fault_proxy = FaultProxy(lab.forgejo.url, lab.forgejo.host).start()
             cell.teardown.callback(self.fault_proxy.stop)  # after the runner's stop (the stack unwinds backwards)
             via = self.fault_proxy.url
-        cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify, via)
+        env = expect.fault.runner_env if expect.fault is not None else {}
+        cell.handle = private_handle(cell.target, cell.teardown, cell.handle.key, cell.notify, via, env)
         cell.label = self.result.label = cell.handle.runs_on(cell.scenario.expect.kind) or cell.label
         cell.disposable = True
         self.result.observations["private_runner"] = cell.handle.lab_runner.name
@@ -501,6 +503,13 @@ class CellRun:
         class, or none, is said as the cell's problem)."""
         spec, result = self.cell.scenario.expect.fault, self.result
         if spec is None or result.verdict is None:
+            return
+        if not spec.decides_class:  # a condition: the scenario's own expectation decides, if the fault came
+            if not (result.observations.get("fault") or {}).get("fired") and not result.error:
+                result.error = (f"the fault's trigger ({spec.trigger.describe()}) never came: nothing was injected, so "
+                                f"this cell says nothing about runner {result.runner_key} under "
+                                f"{spec.fault.describe()}")
+                result.classification = classify(Inputs(result.verdict, error=result.error))
             return
         expected = spec.expected_for(result.runner_key, result.version)
         actual = cell_class(result)

@@ -55,6 +55,7 @@ class Cell:
     cpu_setup_pct_warm: float | None = None
     cache_per_repo_mb: float | None = None  # --warm-up: the cache server's growth per repository
     repos: int = 1  # --warm-up: the repositories the cell's workflow ran from
+    late: str = ""  # report-late: ``24s in 'Post x'`` (the reports stood still this long, then resumed)
 
     @property
     def passed(self) -> bool:
@@ -84,9 +85,19 @@ class Cell:
             cache_growth_mb=(obs.get("store_growth_mb") or {}).get("cache_server"),
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
             error=error, reason=reason, shared=bool(obs.get("shared_runner_with")),
-            failure_class=data.get("class") or None,
+            failure_class=data.get("class") or None, late=_late(obs),
             **_by_cache_state(verdict, obs),
         )
+
+
+def _late(obs: Mapping[str, Any]) -> str:
+    """``24s in 'Post x'`` from a record's ``report_late`` observation ("" when its reports were never late)."""
+    late = obs.get("report_late")
+    if not isinstance(late, Mapping):
+        return ""
+    seconds = late.get("seconds")
+    how_long = f"{seconds:g}s" if isinstance(seconds, (int, float)) else f">{late.get('budget') or '?'}s"
+    return f"{how_long} in {str(late.get('step') or '?')!r}"
 
 
 def _by_cache_state(verdict: Mapping[str, Any], obs: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +213,8 @@ def _summary(cells: Sequence[Cell]) -> str:
     setup = _temp(last.setup_seconds_cold, last.setup_seconds_warm, last.setup_seconds, "s")
     cpu = _temp(last.cpu_setup_pct_cold, last.cpu_setup_pct_warm, last.cpu_setup_pct, "%")
     per_repo = f" ({_fmt(last.cache_per_repo_mb, 'MB')}/repo ×{last.repos})" if last.cache_per_repo_mb is not None else ""
-    return (f"{rate(cells)}{classes(cells)} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')}{setup} "
+    late = f" reports late {last.late}".replace("|", "/") if last.late else ""
+    return (f"{rate(cells)}{classes(cells)}{late} job={last.job or '-'} setup={_fmt(last.setup_seconds, 's')}{setup} "
             f"cpu={_fmt(last.cpu_setup_pct, '%')}{cpu} cache+={_fmt(last.cache_growth_mb, 'MB')}{per_repo}{shared} "
             f"left={last.leftovers} [{rules}]{_reason(cells)}")
 

@@ -9,7 +9,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,7 +28,16 @@ from harness.paths import labs_dir
 from harness.pool import CellPool, PoolCell, pooled
 from harness.runners import binaries
 from harness.scenarios import Catalogue, KnownBug
-from harness.target import RunnerHandle, Target, boot_lab, open_existing, open_lab, plan_lab, private_handle
+from harness.target import (
+    RunnerHandle,
+    Target,
+    boot_lab,
+    load_runner_config,
+    open_existing,
+    open_lab,
+    plan_lab,
+    private_handle,
+)
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
 
@@ -170,6 +179,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
     versions = _versions(cfg)
+    try:  # a config axis's env: (a known bug's mitigation); the file itself is checked again when the lab boots
+        axis_env = {name: load_runner_config(path)[1] for name, path in settings.runner_configs.items()}
+    except ConfigError as exc:
+        raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
     params = []
     for scenario in scenarios:
         marks = [getattr(pytest.mark, scenario.expect.marker)]
@@ -179,10 +192,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             marks.append(pytest.mark.docker)
         runner_keys = target_runner_keys(settings, versions) or ["no-runner"]
         for key in runner_keys:
+            bug_marks = _known_bug_marks(scenario.expect.known_bug, key, axis_env.get(key.partition("-")[2], {}))
             for rep in range(settings.repeat):
                 param = CellParam(scenario.name, key, rep)
-                params.append(pytest.param(param, marks=marks + _known_bug_marks(scenario.expect.known_bug, key),
-                                           id=str(param)))
+                params.append(pytest.param(param, marks=marks + bug_marks, id=str(param)))
     metafunc.parametrize("regress_cell", params)
 
 
@@ -190,14 +203,16 @@ class KnownBugReproduced(Exception):
     """A cell failed with its scenario's known bug, on a version that has it (the test's strict xfail)."""
 
 
-def _known_bug_marks(bug: KnownBug | None, runner_key: str) -> list[pytest.MarkDecorator]:
+def _known_bug_marks(bug: KnownBug | None, runner_key: str,
+                     axis_env: Mapping[str, str] | None = None) -> list[pytest.MarkDecorator]:
     """A strict xfail on the versions with the scenario's known bug: only that bug's failure makes it xfail, an
-    unexpected pass fails it (XPASS strict), any other failure or an inconclusive cell fails it as usual."""
+    unexpected pass fails it (XPASS strict), any other failure or an inconclusive cell fails it as usual. A config
+    axis whose ``env:`` names the bug's mitigation (``fixed_by_env``) is judged plainly."""
     try:
         version = Version.parse(runner_key.split("-", 1)[0])
     except ValueError:
         return []
-    if bug is None or not bug.applies(version):
+    if bug is None or not bug.applies_to(version, axis_env or {}):
         return []
     return [pytest.mark.xfail(strict=True, raises=KnownBugReproduced, reason=bug.describe())]
 

@@ -12,7 +12,7 @@ import yaml
 
 from harness.errors import ConfigError
 from harness.faults.heavy_action import HeavySpec
-from harness.faults.proxy import MODES, Fault, Trigger
+from harness.faults.proxy import DEFAULT_RPCS, HOLDABLE_RPCS, MODES, TIMING_MODES, Fault, Trigger
 from harness.forgejo.models import Status
 from harness.versions import Version
 
@@ -120,6 +120,8 @@ class KnownBug:
     versions: str  # e.g. "<12.0.0" or ">=11.0.0, <12.0.0"
     failure_class: str
     link: str = ""
+    fixed_by_env: tuple[str, ...] = ()  # a runner whose config axis sets one of these variables (the admin's
+    # mitigation, e.g. FORGEJO_CLIENT_TIMEOUT) is not expected to have the bug: its cell is judged plainly
 
     @staticmethod
     def parse_bounds(text: str) -> tuple[tuple[str, Version], ...]:
@@ -142,6 +144,10 @@ class KnownBug:
                   "==": version.__eq__}
         return all(checks[op](bound) for op, bound in self.parse_bounds(self.versions))
 
+    def applies_to(self, version: Version, env: Mapping[str, str]) -> bool:
+        """True when a runner of ``version`` whose config axis sets ``env`` is expected to have the bug."""
+        return self.applies(version) and not any(name in env for name in self.fixed_by_env)
+
     def describe(self) -> str:
         """One line: the class, the versions and the link."""
         return f"known bug on runner {self.versions}: {self.failure_class}" + (f" ({self.link})" if self.link else "")
@@ -149,13 +155,24 @@ class KnownBug:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """A ``fault:`` block: the fault proxy's fault and trigger, and the class expected per runner."""
+    """A ``fault:`` block: the fault proxy's fault and trigger, and the class expected per runner.
+
+    Without ``expect`` the cell expects what its scenario expects (the job's result, its steps): the fault is a
+    condition the runner must survive, and a runner that does not is a plain failure the gate can compare.
+    """
 
     fault: Fault
     trigger: Trigger
     expect: Mapping[str, tuple[str, ...]]  # runner key (``12.1.2-retry``) or version → the expected class (any of)
     rests_on: Mapping[str, str] = field(default_factory=dict)  # version → the runner source line the class rests on
     ci: bool = False  # also part of the default run (no ``-m``); else only with ``-m faults``
+    runner_env: Mapping[str, str] = field(default_factory=dict)  # the private runner's environment (a config
+    # axis's ``env:`` wins over it: that is the admin's own setting)
+
+    @property
+    def decides_class(self) -> bool:
+        """True when the expected class per runner decides the cell (``expect:`` given)."""
+        return bool(self.expect)
 
     def expected_for(self, runner_key: str, version: str) -> tuple[str, ...]:
         """The expected class of a runner (any of these; a race can decide between two): by its key (a config
@@ -163,11 +180,14 @@ class FaultSpec:
         return self.expect.get(runner_key) or self.expect.get(version) or ()
 
 
-def parse_fault(data: Any, fail: Any) -> FaultSpec:
+FAULT_KEYS = {"mode", "delay", "status", "rpc", "rpcs", "at", "expect", "rests_on", "ci", "runner_env"}
+
+
+def parse_fault(data: Any, fail: Any, *, expect_required: bool = False) -> FaultSpec:
     """Parse and validate a ``fault:`` block (``fail(message)`` builds the error naming the file)."""
     if not isinstance(data, Mapping):
-        raise fail("fault must be a mapping: {mode, at, expect[, delay, status, rpc, rests_on, ci]}")
-    unknown = set(data) - {"mode", "delay", "status", "rpc", "at", "expect", "rests_on", "ci"}
+        raise fail("fault must be a mapping: {mode, at[, delay, rpcs, status, rpc, expect, rests_on, ci, runner_env]}")
+    unknown = set(data) - FAULT_KEYS
     if unknown:
         raise fail(f"fault: unknown keys {sorted(unknown)}")
     mode = data.get("mode")
@@ -179,10 +199,23 @@ def parse_fault(data: Any, fail: Any) -> FaultSpec:
     except (TypeError, ValueError):
         raise fail("fault.delay is seconds, fault.status an HTTP status") from None
     rpc = str(data.get("rpc") or "")
-    if mode == "delay" and delay <= 0:
-        raise fail("fault.mode delay needs delay: <seconds>")
+    if mode in TIMING_MODES and delay <= 0:
+        raise fail(f"fault.mode {mode} needs delay: <seconds> (how long each request or answer is held)")
     if mode == "answer" and (not rpc or not 400 <= status <= 599):
         raise fail("fault.mode answer needs rpc (UpdateLog, UpdateTask, FetchTask) and a status 400-599")
+    rpcs = data.get("rpcs", list(DEFAULT_RPCS))
+    if isinstance(rpcs, str):
+        rpcs = [rpcs]
+    if not isinstance(rpcs, Sequence) or not rpcs or not all(isinstance(r, str) for r in rpcs):
+        raise fail(f"fault.rpcs must list RPC names, some of {HOLDABLE_RPCS}")
+    if "FetchTask" in rpcs:
+        raise fail("fault.rpcs: FetchTask cannot be held (it runs under the runner's own 5 s fetch timeout: the "
+                   "runner would only poll again); name UpdateLog and/or UpdateTask")
+    if set(rpcs) - set(HOLDABLE_RPCS):
+        raise fail(f"fault.rpcs: unknown {sorted(set(rpcs) - set(HOLDABLE_RPCS))}; the timing modes hold "
+                   f"{', '.join(HOLDABLE_RPCS)}")
+    if "rpcs" in data and mode not in TIMING_MODES:
+        raise fail(f"fault.rpcs goes with the timing modes {TIMING_MODES} (answer names its one rpc)")
     on = data.get("at")  # `on:` would be YAML's boolean true
     if not isinstance(on, Mapping) or len(set(on) & set(Trigger.KINDS)) != 1 or set(on) - {*Trigger.KINDS, "seconds"}:
         raise fail(f"fault.at takes one of {Trigger.KINDS} (step: also seconds), e.g. {{log: '⭐ Run Post x'}}")
@@ -192,7 +225,9 @@ def parse_fault(data: Any, fail: Any) -> FaultSpec:
     if seconds and kind != "step":
         raise fail("fault.at.seconds goes with step: (N seconds after the step started)")
     expect = data.get("expect")
-    if not isinstance(expect, Mapping) or not expect or not all(
+    if expect is None and not expect_required:
+        expect = {}
+    elif not isinstance(expect, Mapping) or not expect or not all(
             isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(c, str) for c in v))
             for v in expect.values()):
         raise fail("fault.expect must map runner versions (or runner keys such as 12.1.2-retry) to the expected class "
@@ -200,10 +235,15 @@ def parse_fault(data: Any, fail: Any) -> FaultSpec:
     rests_on = data.get("rests_on") or {}
     if not isinstance(rests_on, Mapping):
         raise fail("fault.rests_on must map versions to the runner source line the expectation rests on")
-    return FaultSpec(Fault(mode, delay, status, rpc), Trigger(kind, text, seconds),
+    env = data.get("runner_env") or {}
+    if not isinstance(env, Mapping) or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)) for k in env) \
+            or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in env.values()):
+        raise fail("fault.runner_env must map environment variable names to values (strings or numbers), e.g. "
+                   "{FORGEJO_CLIENT_TIMEOUT: 10}")
+    return FaultSpec(Fault(mode, delay, status, rpc, tuple(str(r) for r in rpcs)), Trigger(kind, text, seconds),
                      {str(k): (v,) if isinstance(v, str) else tuple(v) for k, v in expect.items()},
                      {str(k): str(v) for k, v in rests_on.items()},
-                     bool(data.get("ci", False)))
+                     bool(data.get("ci", False)), {str(k): str(v) for k, v in env.items()})
 
 
 @dataclass(frozen=True)
@@ -394,13 +434,16 @@ def _change(data: Any, where: str, fail: Callable[[str], ConfigError]) -> Action
 
 
 def _known_bug(data: Any, fail: Callable[[str], ConfigError]) -> KnownBug | None:
-    """``known_bug: {versions: "<12.0.0", class: stale-action, link: URL}``."""
+    """``known_bug: {versions: "<12.0.0", class: stale-action, link: URL[, fixed_by_env: [NAME]]}``."""
     if data is None:
         return None
-    if not isinstance(data, Mapping) or set(data) - {"versions", "class", "link"} or not data.get("versions") \
-            or not data.get("class"):
-        raise fail(f"known_bug takes versions, class and link (versions and class required), not {data!r}")
-    bug = KnownBug(str(data["versions"]), str(data["class"]), str(data.get("link") or ""))
+    if not isinstance(data, Mapping) or set(data) - {"versions", "class", "link", "fixed_by_env"} \
+            or not data.get("versions") or not data.get("class"):
+        raise fail(f"known_bug takes versions, class, link and fixed_by_env (versions and class required), not {data!r}")
+    fixed = data.get("fixed_by_env") or []
+    if isinstance(fixed, str) or not isinstance(fixed, Sequence) or not all(isinstance(n, str) for n in fixed):
+        raise fail("known_bug.fixed_by_env must list environment variable names, e.g. [FORGEJO_CLIENT_TIMEOUT]")
+    bug = KnownBug(str(data["versions"]), str(data["class"]), str(data.get("link") or ""), tuple(fixed))
     try:
         bug.parse_bounds(bug.versions)
     except ValueError as exc:

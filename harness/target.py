@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,9 +131,9 @@ def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
     for v in versions:
         binary = binaries.resolve("forgejo-runner", v, explicit=settings.runner_binaries,
                                   download=settings.allow_download)
-        for name, overrides in [("", {}), *configs.items()]:
+        for name, (overrides, env) in [("", ({}, {})), *configs.items()]:
             spec = labs.RunnerSpec(binary, config_name=name, overrides=overrides,
-                                   without_tools=settings.runner_without.get(v, ()))
+                                   without_tools=settings.runner_without.get(v, ()), env=env)
             unknown = unknown_keys(v, overrides)
             if unknown:
                 not_applicable[spec.key] = f"n/a: {', '.join(unknown)} unknown to runner {v}"
@@ -147,15 +148,26 @@ def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
 KEYS_SINCE = {"runner.report_retry": Version(12, 0, 0)}
 
 
-def load_runner_config(path: Path) -> dict[str, Any]:
-    """A runner config axis file (YAML mapping merged into the lab runner's config)."""
+def load_runner_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """A runner config axis file: (the YAML mapping merged into the lab runner's config, its ``env:``: variables
+    for the runner process, e.g. ``FORGEJO_CLIENT_TIMEOUT``, which a config file cannot set).
+
+    Raises:
+        ConfigError: not readable, not a mapping, or an ``env:`` that is not names to values.
+    """
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"--runner-config {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--runner-config {path}: not a YAML mapping")
-    return data
+    env = data.pop("env", None) or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+                                            for k in env) \
+            or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in env.values()):
+        raise ConfigError(f"--runner-config {path}: env: must map environment variable names to values (strings or "
+                          "numbers), e.g. {FORGEJO_CLIENT_TIMEOUT: 90}")
+    return data, {k: str(v) for k, v in env.items()}
 
 
 def unknown_keys(version: Version, overrides: Mapping[str, Any]) -> list[str]:
@@ -226,11 +238,12 @@ def action_origins(target: Target, uses: Sequence[str]) -> dict[str, ActionOrigi
 
 
 def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify: Callable[[str], None],
-                   via: str | None = None) -> RunnerHandle:
+                   via: str | None = None, env: Mapping[str, str] | None = None) -> RunnerHandle:
     """A private lab runner of runner ``key``'s version, stopped when ``stack`` closes (the shared handle when the
-    runner is not the lab's); ``via``: a fault proxy's URL, the runner's instance address."""
+    runner is not the lab's); ``via``: a fault proxy's URL, the runner's instance address; ``env``: variables for
+    the runner process (a fault's ``runner_env``; the config axis's ``env:`` wins)."""
     shared = target.runners[key]
     if target.lab is None or shared.lab_runner is None:
         return shared
-    private = stack.enter_context(target.lab.private_runner(key, notify=notify, via=via))
+    private = stack.enter_context(target.lab.private_runner(key, notify=notify, via=via, env=env))
     return RunnerHandle(key, shared.version, dict(private.labels), private)

@@ -13,8 +13,17 @@ until :meth:`FaultProxy.release`:
 * ``blackhole``: nothing is forwarded in either direction; connections stay open (requests and
   answers are held, then delivered after the release, as a network that stalls and recovers);
 * ``reset``: every open connection is reset (RST) and so is every new one;
-* ``delay``: each request waits ``delay`` seconds before it is forwarded;
+* ``delay``: each request to the fault's RPCs waits ``delay`` seconds, then is forwarded (even when the runner
+  gave up meanwhile: the server does the work late);
+* ``slow-answer``: each request to the fault's RPCs is forwarded at once and its answer held ``delay`` seconds
+  (the server did the work in time; the runner hears of it late, or never when it gave up);
+* ``abort-upstream``: each request to the fault's RPCs is held ``delay`` seconds, then forwarded; when the
+  runner closes its side while it waits, the request is dropped, never forwarded (a reverse proxy in front
+  of a slow Forgejo passes the client's abort on: the work is not done);
 * ``answer``: requests to ``rpc`` are answered ``status`` (a Connect error) without reaching Forgejo.
+
+The timing modes (``delay``, ``slow-answer``, ``abort-upstream``) hit ``UpdateLog`` and ``UpdateTask`` unless
+the fault names its ``rpcs``; ``FetchTask`` never (it runs under the runner's own 5 s fetch timeout).
 
 Traffic is recorded as RPC names, times, sizes and a few protocol fields (task id, row counts,
 results) — never bodies, which carry tokens and job output.
@@ -25,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import select
 import socket
 import struct
 import threading
@@ -34,7 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("blackhole", "reset", "delay", "answer")
+MODES = ("blackhole", "reset", "delay", "slow-answer", "abort-upstream", "answer")
+TIMING_MODES = ("delay", "slow-answer", "abort-upstream")  # they hold requests or answers of ``Fault.rpcs``
+DEFAULT_RPCS = ("UpdateLog", "UpdateTask")
+HOLDABLE_RPCS = ("UpdateLog", "UpdateTask")  # never FetchTask: it runs under the runner's own 5 s fetch timeout
 RPC_PREFIX = "/api/actions/runner.v1.RunnerService/"
 RESULTS = {0: "UNSPECIFIED", 1: "SUCCESS", 2: "FAILURE", 3: "CANCELLED", 4: "SKIPPED"}
 MAX_HEADER = 64 * 1024
@@ -42,17 +55,29 @@ MAX_HEADER = 64 * 1024
 
 @dataclass(frozen=True)
 class Fault:
-    """What the proxy does once triggered: ``mode`` plus its parameter (``delay`` seconds; ``status`` and ``rpc``)."""
+    """What the proxy does once triggered: ``mode`` plus its parameter (``delay`` seconds and ``rpcs`` for the
+    timing modes; ``status`` and ``rpc`` for ``answer``)."""
 
     mode: str
     delay: float = 0.0
     status: int = 500
     rpc: str = ""  # answer: the RPC answered ``status`` (``UpdateLog``, ``UpdateTask``, ``FetchTask``)
+    rpcs: tuple[str, ...] = DEFAULT_RPCS  # the timing modes: the RPCs whose requests (or answers) are held
+
+    def hits(self, rpc: str) -> bool:
+        """True when this fault acts on a request to ``rpc``."""
+        if self.mode == "answer":
+            return rpc == self.rpc
+        if self.mode in TIMING_MODES:
+            return rpc in self.rpcs
+        return True
 
     def describe(self) -> str:
-        """``blackhole``, ``reset``, ``delay 5s``, ``answer 500 to UpdateLog``."""
-        if self.mode == "delay":
-            return f"delay {self.delay:g}s"
+        """``blackhole``, ``reset``, ``delay 5s``, ``abort-upstream 12s on UpdateLog+UpdateTask``,
+        ``answer 500 to UpdateLog``."""
+        if self.mode in TIMING_MODES:
+            on = "" if self.rpcs == DEFAULT_RPCS else f" on {'+'.join(self.rpcs)}"
+            return f"{self.mode} {self.delay:g}s{on}"
         if self.mode == "answer":
             return f"answer {self.status} to {self.rpc}"
         return self.mode
@@ -337,7 +362,8 @@ class FaultProxy:
         self._complete_from: int | None = None  # log index where "Complete job" starts (last step reported)
         self._task_reported: set[int] = set()
         self._timer: threading.Timer | None = None
-        self._holding = 0  # requests or answers a blackhole holds right now
+        self._holding = 0  # requests or answers a blackhole or a timing mode holds right now
+        self._released = threading.Event()  # set at the release (or the stop): timing holds end at once
 
     # -- life cycle
     @property
@@ -365,6 +391,7 @@ class FaultProxy:
     def stop(self) -> None:
         """Stop listening and drop every connection (idempotent); a held blackhole is let go first."""
         self._stopped.set()
+        self._released.set()
         self._flowing.set()
         if self._timer is not None:
             self._timer.cancel()
@@ -394,7 +421,7 @@ class FaultProxy:
 
     @property
     def holding(self) -> int:
-        """How many requests or answers a blackhole holds right now (each on its open connection)."""
+        """How many requests or answers are held right now (each on its open connection)."""
         with self._lock:
             return self._holding
 
@@ -433,7 +460,33 @@ class FaultProxy:
             self.trigger = None
         if self._timer is not None:
             self._timer.cancel()
+        self._released.set()
         self._flowing.set()
+
+    def _wait_or_gone(self, client: socket.socket, seconds: float) -> bool:
+        """Hold for ``seconds`` (less when the fault is released or the proxy stops) while watching the runner's
+        side; True when the runner closed its connection meanwhile (it gave up waiting)."""
+        with self._lock:
+            self._holding += 1
+        try:
+            end = time.monotonic() + seconds
+            while not (self._released.is_set() or self._stopped.is_set()):
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                readable, _, _ = select.select([client], [], [], min(left, 0.2))
+                if readable:
+                    try:
+                        peeked = client.recv(1, socket.MSG_PEEK)
+                    except OSError:
+                        return True
+                    if not peeked:
+                        return True
+                    self._released.wait(min(left, 0.2))  # the runner sent more (pipelined): not a close
+            return False
+        finally:
+            with self._lock:
+                self._holding -= 1
 
     # -- connections
     def _accept(self) -> None:
@@ -507,16 +560,22 @@ class FaultProxy:
             _reset(client)
             self._record(Exchange(at, rpc, len(request.body), "reset", None, 0, time.monotonic() - t0, info))
             return False
-        if fault is not None and fault.mode == "answer" and rpc == fault.rpc:
+        if fault is not None and fault.mode == "answer" and fault.hits(rpc):
             answer = connect_error(fault.status, rpc)
             self._record(Exchange(at, rpc, len(request.body), f"answered {fault.status}", fault.status, len(answer),
                                   time.monotonic() - t0, info))
             client.sendall(answer)
             return True
         action = "forwarded"
-        if fault is not None and fault.mode == "delay":
-            time.sleep(fault.delay)
-            action = f"delayed {fault.delay:g}s"
+        timed = fault if fault is not None and fault.mode in TIMING_MODES and fault.hits(rpc) else None
+        if timed is not None and timed.mode in ("delay", "abort-upstream"):
+            gone = self._wait_or_gone(client, timed.delay)
+            if gone and timed.mode == "abort-upstream":
+                self._record(Exchange(at, rpc, len(request.body), "dropped (the runner gave up after "
+                                      f"{time.monotonic() - t0:.1f}s)", None, 0, time.monotonic() - t0, info))
+                return False
+            action = (f"delayed {timed.delay:g}s" if timed.mode == "delay" else f"held {timed.delay:g}s") + (
+                " (the runner gave up meanwhile)" if gone else "")
         if not self._flowing.is_set():
             action = "held"
             self._hold()
@@ -532,6 +591,13 @@ class FaultProxy:
         if not self._flowing.is_set():  # the answer came while a blackhole started: hold it too
             action = "held"
             self._hold()
+        if timed is not None and timed.mode == "slow-answer":
+            gone = self._wait_or_gone(client, timed.delay)
+            action = f"answer held {timed.delay:g}s"
+            if gone:
+                self._record(Exchange(at, rpc, len(request.body), action + " (the runner gave up: answer dropped)",
+                                      int(response.first.split(" ")[1]), 0, time.monotonic() - t0, info))
+                return False
         if self.active and self.fault is not None and self.fault.mode == "reset":
             _reset(client)
             self._record(Exchange(at, rpc, len(request.body), "reset", None, 0, time.monotonic() - t0, info))

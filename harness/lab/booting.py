@@ -143,6 +143,7 @@ class Boot:
                 labels=dict(labels), lab_id=self.lab.id, capacity=self.options.capacity, bridge_ip=self.host,
                 docker_host=engine.host if engine else None, cache_port=free_port(self.host),
                 proxy_port=free_port(self.host), overrides=spec.overrides, without_tools=spec.without_tools,
+                env_overrides=dict(spec.env),
                 secret=secret,
             )
             runner.prepare()

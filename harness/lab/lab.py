@@ -48,6 +48,7 @@ class RunnerSpec:
     config_name: str = ""
     overrides: Mapping[str, Any] = field(default_factory=dict)
     without_tools: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)  # the config axis's ``env:``: the runner process's variables
 
     @property
     def key(self) -> str:
@@ -169,21 +170,22 @@ class Lab:
                    data.get("firewall_note", ""), data.get("boot_seconds", 0.0), dict(data.get("boot_phases") or {}))
 
     # -- private runners ---------------------------------------------------------------
-    def private_runner(self, version_key: str, *, notify: Notify = lambda s: None,
-                       via: str | None = None) -> contextlib.AbstractContextManager[LabRunner]:
+    def private_runner(self, version_key: str, *, notify: Notify = lambda s: None, via: str | None = None,
+                       env: Mapping[str, str] | None = None) -> contextlib.AbstractContextManager[LabRunner]:
         """A runner of ``version_key`` (a key of :attr:`runners`) that nobody else uses, for a cell that
         signals, restarts or slows its runner: its own registration, config, cache server and labels
         (``regress-12.1.2-p<6 hex>-native:host``). Recorded under ``private/`` while it lives (``lab
         status`` lists it, ``lab down`` stops it even when its owner died); stopped, unregistered and
         removed on exit. ``via``: the URL of a fault proxy in front of Forgejo, the runner's instance address
-        (its port joins the lab's firewall chain and ``lab status`` shows it).
+        (its port joins the lab's firewall chain and ``lab status`` shows it). ``env``: variables for the runner
+        process (a scenario's ``runner_env``), under those of the runner's config axis.
 
         Raises:
             LabError: no such runner in the lab, or the private runner did not come up (its log named).
         """
         from harness.lab.private import private_runner
 
-        return private_runner(self, version_key, notify=notify, via=via)
+        return private_runner(self, version_key, notify=notify, via=via, env=env)
 
     def private_runners(self) -> dict[str, LabRunner]:
         """The private runners recorded now (by any process), by key."""

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,19 +37,20 @@ Notify = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def private_runner(lab: Lab, version_key: str, *, notify: Notify = lambda s: None,
-                   via: str | None = None) -> Iterator[LabRunner]:
+def private_runner(lab: Lab, version_key: str, *, notify: Notify = lambda s: None, via: str | None = None,
+                   env: Mapping[str, str] | None = None) -> Iterator[LabRunner]:
     """Start a private runner of ``version_key``, yield it, stop and forget it on exit (see :meth:`Lab.private_runner`)."""
-    runner = start(lab, version_key, notify=notify, via=via)
+    runner = start(lab, version_key, notify=notify, via=via, env=env)
     try:
         yield runner
     finally:
         notify(f"private runner {runner.key}: {stop(lab, runner)}")
 
 
-def new_runner(lab: Lab, version_key: str, via: str | None = None) -> LabRunner:
+def new_runner(lab: Lab, version_key: str, via: str | None = None, env: Mapping[str, str] | None = None) -> LabRunner:
     """The handle of a new private runner modelled on the lab's runner ``version_key`` (nothing started);
-    ``via``: the fault proxy's URL, its instance address instead of Forgejo's.
+    ``via``: the fault proxy's URL, its instance address instead of Forgejo's; ``env``: process variables under
+    the model runner's own (its config axis's ``env:``, which wins).
 
     Raises:
         LabError: the lab has no runner ``version_key``.
@@ -64,11 +65,13 @@ def new_runner(lab: Lab, version_key: str, via: str | None = None) -> LabRunner:
         name=f"regress-{key}", binary=base.binary, dir=lab.dir / "private" / key, instance_url=via or lab.forgejo.url,
         labels=labels, lab_id=lab.id, capacity=base.capacity, bridge_ip=base.bridge_ip, docker_host=base.docker_host,
         cache_port=free_port(base.bridge_ip), proxy_port=free_port(base.bridge_ip), overrides=dict(base.overrides),
+        env_overrides={**(env or {}), **base.env_overrides},
         without_tools=base.without_tools, fault_proxy_port=urllib.parse.urlsplit(via).port or 0 if via else 0,
     )
 
 
-def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None, via: str | None = None) -> LabRunner:
+def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None, via: str | None = None,
+          env: Mapping[str, str] | None = None) -> LabRunner:
     """Register, configure and start a private runner; returns once it declared and polls.
 
     Registration, the cache server, the firewall jumps, the buildx plugin and ``.runner`` are done
@@ -77,7 +80,7 @@ def start(lab: Lab, version_key: str, *, notify: Notify = lambda s: None, via: s
     Raises:
         LabError: no runner ``version_key``, or a part did not come up (its log named).
     """
-    runner = new_runner(lab, version_key, via)
+    runner = new_runner(lab, version_key, via, env)
     t0 = time.monotonic()
     try:
         runner.prepare()  # writes runner.json: recorded from here on

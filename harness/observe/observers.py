@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import lateness
 from harness.errors import HarnessError, PollTimeout
 from harness.faults.proxy import FaultProxy
 from harness.faults.slow_http import SlowHttpProxy
@@ -424,7 +425,11 @@ class Stall(Quiet):
         """Feed every task of the run; on the first stall, capture the runner."""
         assert self.scope is not None
         for task in poll.tasks:
-            if task.run_number != self.scope.run_index or self.fired is not None:
+            if task.run_number != self.scope.run_index:
+                continue
+            if self.fired is not None:  # fed on: do the reports resume (late), or never (stalled)?
+                if self.fired.task_id == task.id:
+                    self.fired.feed(poll.tasks, self.scope.run_index, task.job_name)
                 continue
             watch = self.watches.setdefault(task.job_name, StallWatch(budget=self.scope.budgets.runner_stalled))
             if watch.feed(poll.tasks, self.scope.run_index, task.job_name):
@@ -444,13 +449,20 @@ class Stall(Quiet):
             self.scope.wake.set()
 
     def after(self, done: Done) -> Findings:
-        """``runner-stalled`` with what was captured."""
+        """``runner-stalled`` with what was captured; ``report-late`` (report-only) when the reports resumed and the
+        runner's own result reached Forgejo (:mod:`harness.lateness`)."""
         watch = self.fired
         if watch is None:
             return Findings()
+        if done.tasks:  # the last task list: the final updated_at when the reports resumed with the result
+            watch.feed(done.tasks, self.scope.run_index if self.scope else 0,
+                       next((t.job_name for t in done.tasks if t.id == watch.task_id), ""))
         budget = watch.budget
-        message = (f"task {watch.task_id}'s updated_at stopped advancing for more than {budget:g}s while step "
-                   f"{self.step} ran")
+        silence = lateness.Silence(watch.task_id, watch.late_seconds, self.step, budget, str(watch.last_updated))
+        statuses = tuple(v.job_status(i) for i, v in enumerate(done.views))
+        violation = lateness.finding(silence, done.views, statuses)
+        if violation.rule == lateness.LATE:
+            return Findings((violation,), {"report_late": silence.to_json()})
         observations = {"stall": {
             "task": watch.task_id, "at": watch.stalled_wall, "step": self.step, "last_updated_at": str(watch.last_updated),
             "budget": budget, "runner_state": self.captured.get("state"),
@@ -461,7 +473,8 @@ class Stall(Quiet):
             observations["stall_capture"] = {"signal": "QUIT", "then": "restarted at the cell's end"}
         if self.captured.get("stall_command"):
             evidence.append(write_text("stall-command.txt", self.captured["stall_command"]))
-        return Findings((Violation("runner-stalled", message),), observations, evidence=tuple(evidence))
+        observations["stall"]["late_seconds"] = silence.seconds
+        return Findings((violation,), observations, evidence=tuple(evidence))
 
 
 _STEP_LINE = re.compile(r"⭐\s+Run\s+(.+?)\s*$")

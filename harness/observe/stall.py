@@ -36,9 +36,20 @@ class StallWatch:
     stalled_wall: float | None = None  # unix time
     silent_for: float = 0.0
     history: list[tuple[float, str]] = field(default_factory=list)
+    stalled_updated: datetime | None = None  # the task's updated_at when the stall was seen
+    resumed_updated: datetime | None = None  # its first updated_at after the stall: the reports resumed
+    resumed_wall: float | None = None
+
+    @property
+    def late_seconds(self) -> float | None:
+        """How long the task's updated_at stood still, as Forgejo stamped it (None: it never moved again)."""
+        if self.resumed_updated is None or self.stalled_updated is None:
+            return None
+        return round((self.resumed_updated - self.stalled_updated).total_seconds(), 1)
 
     def feed(self, tasks: tuple[Task, ...], run_number: int, job_name: str) -> bool:
-        """Update with a fresh task list; True exactly once, when the stall is first seen."""
+        """Update with a fresh task list; True exactly once, when the stall is first seen. Fed on after that,
+        it notes when the task's updated_at moves again (the reports resumed, late)."""
         now = self.clock()
         task = next((t for t in tasks if t.run_number == run_number and t.job_name == job_name), None)
         if task is None:
@@ -46,6 +57,8 @@ class StallWatch:
         if self.task_id != task.id:
             self.task_id, self.last_updated, self.last_change = task.id, task.updated_at, now
             return False
+        if task.updated_at != self.last_updated and self.stalled_at is not None and self.resumed_updated is None:
+            self.resumed_updated, self.resumed_wall = task.updated_at, time.time()
         if task.status is not Status.RUNNING:
             return False
         if task.updated_at != self.last_updated:
@@ -57,6 +70,7 @@ class StallWatch:
         if self.stalled_at is None and self.silent_for > self.budget:
             self.stalled_at = now
             self.stalled_wall = time.time()
+            self.stalled_updated = task.updated_at
             return True
         return False
 

@@ -2,8 +2,9 @@
 
 The project under test stubs the lab away in its conftest: ``regress_target`` is two fake runners
 (11.3.1, 12.1.2) and ``run_cell`` answers from the table in env ``FAKE_CELLS``
-(``scenario@runner`` → pass | fail | stale | inconclusive | not-runnable | die; ``stale`` fails with the rule
-``stale-action``, the class of moved-tag's known bug). The cell records, the
+(``scenario@runner`` → pass | fail | stale | late | lost | inconclusive | not-runnable | die; ``stale`` fails with
+the rule ``stale-action``, the class of moved-tag's known bug; ``late`` passes with the report-only ``report-late``;
+``lost`` fails ``finalization-lost``, late-reports-during-post's known bug on >=12.0.0). The cell records, the
 report, the gate and the exit status are the plugin's own.
 """
 
@@ -34,31 +35,34 @@ RULE = "unexpected-job-result"
 
 
 class FakeVerdict:
-    def __init__(self, failed, rule=RULE):
-        self.failed, self.rule = failed, rule
+    def __init__(self, failed, rule=RULE, late=False):
+        self.failed, self.rule, self.late = failed, rule, late
         self.job_status = "failure" if failed else "success"
 
     def rules(self):
-        return (self.rule,) if self.failed else ()
+        return (self.rule,) if self.failed else ("report-late",) if self.late else ()
 
     def table(self):
         return f"job: {self.job_status}\\nviolations:\\n  {self.rule}: job failure, expected success" if self.failed else ""
 
     def to_json(self):
+        late = [{"rule": "report-late", "severity": "report"}] if self.late else []
         return {"job": self.job_status, "setup_seconds": 1.5,
-                "violations": [{"rule": self.rule}] if self.failed else []}
+                "violations": [{"rule": self.rule}] if self.failed else late}
 
 
 class FakeResult:
     def __init__(self, scenario, key, answer, bug=None):
         self.scenario, self.runner_key, self.version, self.label = scenario, key, key, f"regress-{key}-native"
         self.known_bug = bug if bug is not None and bug.applies(Version.parse(key)) else None
-        self.rule = "stale-action" if answer == "stale" else RULE
-        answer = "fail" if answer == "stale" else answer
+        self.rule = {"stale": "stale-action", "lost": "runner-stalled"}.get(answer, RULE)
+        self.klass = {"stale": "stale-action", "lost": "finalization-lost"}.get(answer)
+        self.late = answer == "late"
+        answer = "fail" if answer in ("stale", "lost") else "pass" if answer == "late" else answer
         self.outcome = Outcome(answer)
         self.error = "POST /api/v1/user/repos: 502 Bad Gateway after 3 tries" if answer == "inconclusive" else None
         self.reason = {"pass": "", "fail": f"{self.rule}: job failure, expected success"}.get(answer, self.error)
-        self.verdict = None if answer == "inconclusive" else FakeVerdict(answer == "fail", self.rule)
+        self.verdict = None if answer == "inconclusive" else FakeVerdict(answer == "fail", self.rule, self.late)
         self.selfcheck_problem, self.bundle, self.timings = None, None, {"total": 2.0}
         self.classification = Classification("inconclusive", "our own side failed") if answer == "inconclusive" \
             else None
@@ -68,11 +72,12 @@ class FakeResult:
                 "outcome": str(self.outcome), "reason": self.reason, "passed": self.outcome is Outcome.PASS,
                 "error": self.error, "selfcheck_problem": None,
                 "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
-                "observations": {}, "bundle": None,
-                "class": "stale-action" if self.outcome is Outcome.FAIL and self.rule == "stale-action" else None}
+                "observations": {"report_late": {"seconds": 24.0, "step": "Post regress/slow-post@v1"}} if self.late
+                else {}, "bundle": None,
+                "class": self.klass if self.outcome is Outcome.FAIL else None}
 
     def known_bug_reproduced(self):
-        return self.known_bug is not None and self.outcome is Outcome.FAIL and self.rule == "stale-action"
+        return self.known_bug is not None and self.outcome is Outcome.FAIL and self.klass == self.known_bug.failure_class
 
 
 def fake_run_cell(target, scenario, handle, out, **kwargs):
@@ -286,4 +291,35 @@ def test_a_known_bug_version_that_passes_or_fails_otherwise_fails_its_test(proje
     result = project({"moved-tag@11.3.1": answer}, *BOTH, "-k", "moved-tag", "-rfX")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([says])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_late_baseline_that_succeeded_makes_the_candidate_s_lost_job_a_regression(project, pytester):
+    """Issue 20's measurement: 11.3.1's reports arrive late but the job succeeds (a pass with report-late), 12.1.2
+    loses the job (finalization-lost, the scenario's known bug on >=12.0.0): the gate names the regression and
+    fails, while the candidate's own test is the known bug's strict xfail."""
+    cells = {"late-reports-during-post@11.3.1": "late", "late-reports-during-post@12.1.2": "lost"}
+    result = project(cells, "-m", "faults", "--baseline", "11.3.1", "--candidate", "12.1.2",
+                     "-k", "late-reports-during-post and not 70s", "-rxX")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*regression: late-reports-during-post — 11.3.1 passed, 12.1.2 failed "
+                                 "[[]finalization-lost[]]: runner-stalled*",
+                                 "gate FAILED (regressed: late-reports-during-post)"])
+    result.stdout.fnmatch_lines(["XFAIL *late-reports-during-post-12.1.2* - known bug on runner >=12.0.0: "
+                                 "finalization-lost (*1171)"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert gate_json(pytester)["verdict"] == "FAILED"
+    row = next(line for line in (run_dir(pytester) / "report.md").read_text().splitlines()
+               if line.startswith("| late-reports-during-post"))
+    assert "| pass reports late 24s in 'Post regress/slow-post@v1'" in row and "[report-late]" in row
+    assert "FAIL [finalization-lost]" in row and "◆" in row
+
+
+def test_a_late_success_on_both_versions_is_no_regression(project, pytester):
+    cells = {"late-reports-during-post@11.3.1": "late", "late-reports-during-post@12.1.2": "late"}
+    result = project(cells, "-m", "faults", "--baseline", "11.3.1", "--candidate", "12.1.2",
+                     "-k", "late-reports-during-post and not 70s", "-rxX")
+    result.assert_outcomes(passed=1, failed=1)  # 12.1.2 passing is the known bug's XPASS(strict): said, not hidden
+    result.stdout.fnmatch_lines(["*XPASS(strict)*known bug on runner >=12.0.0*"])
+    result.stdout.fnmatch_lines(["gate passed (nothing regressed)"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED

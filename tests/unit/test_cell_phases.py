@@ -16,7 +16,7 @@ from harness.budgets import BUDGETS
 from harness.cell import CellResult, CellRun
 from harness.forgejo.models import Status
 from harness.observe.base import CellScope, Done, Findings
-from harness.scenarios import ActionChange, Expect, Phase, Scenario
+from harness.scenarios import ActionChange, Expect, Phase, Scenario, parse_fault
 from harness.target import RunnerHandle
 from harness.verdict import ActionVersion, Verdict, Violation
 from tests.unit.lab_fakes import V12
@@ -161,8 +161,9 @@ def test_a_disruptive_cell_gets_a_private_runner_behind_the_fault_proxy(monkeypa
 
     private = RunnerHandle("12.1.2", V12, {"native": "priv:host"}, SimpleNamespace(name="regress-12.1.2-p1"))
 
-    def handle(target: object, stack: contextlib.ExitStack, key: str, notify: object, via: str | None) -> RunnerHandle:
-        events.append(f"private {key} via {via}")
+    def handle(target: object, stack: contextlib.ExitStack, key: str, notify: object, via: str | None,
+               env: dict[str, str]) -> RunnerHandle:
+        events.append(f"private {key} via {via} env {env}")
         stack.callback(events.append, "runner stopped")
         return private
 
@@ -170,12 +171,15 @@ def test_a_disruptive_cell_gets_a_private_runner_behind_the_fault_proxy(monkeypa
     monkeypatch.setattr(cells, "private_handle", handle)
     lab = SimpleNamespace(forgejo=SimpleNamespace(url="http://127.0.0.1:3000", host="127.0.0.1:3000"))
     shared = RunnerHandle("12.1.2", V12, {"native": "n:host"}, SimpleNamespace(name="regress-12.1.2"))
-    exp = dataclasses.replace(Expect.parse({"kind": "native"}, "e"), fault="f")
+    fault = parse_fault({"mode": "abort-upstream", "delay": 12, "at": {"log": "⭐ Run Post x"},
+                         "runner_env": {"FORGEJO_CLIENT_TIMEOUT": 5}}, ValueError)
+    exp = dataclasses.replace(Expect.parse({"kind": "native"}, "e"), fault=fault)
     scope = CellScope(SimpleNamespace(lab=lab), Scenario("f", Path("f"), "", exp, ""), shared,  # type: ignore[arg-type]
                       "n", BUDGETS, lambda s: None, contextlib.ExitStack(), contextlib.ExitStack())
     run = CellRun(scope, CellResult("f", "12.1.2", "12.1.2", "n"), 0)
     run.own_runner_if_disruptive()
-    assert events == ["proxy to http://127.0.0.1:3000 (127.0.0.1:3000)", "private 12.1.2 via http://127.0.0.1:4444"]
+    assert events == ["proxy to http://127.0.0.1:3000 (127.0.0.1:3000)",
+                      "private 12.1.2 via http://127.0.0.1:4444 env {'FORGEJO_CLIENT_TIMEOUT': '5'}"]
     assert scope.handle is private and scope.label == run.result.label == "priv" and scope.disposable
     assert run.result.observations["private_runner"] == "regress-12.1.2-p1"
     scope.teardown.close()

@@ -227,3 +227,58 @@ def test_stop_lets_go_of_a_held_request(proxy: FaultProxy) -> None:
     sock.settimeout(2)
     assert sock.recv(100) == b""  # closed, not hanging
     sock.close()
+
+
+def raw_request(proxy: FaultProxy, rpc: str, body: bytes) -> socket.socket:
+    """A request written by hand on its own connection (the test decides when the runner's side closes)."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(f"POST {RPC_PREFIX}{rpc} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
+
+
+def test_abort_upstream_drops_a_request_whose_runner_gave_up(proxy: FaultProxy, forgejo: FakeForgejo) -> None:
+    proxy.arm(Trigger("first_report"), Fault("abort-upstream", delay=30))
+    sock = raw_request(proxy, "UpdateLog", update_log(1, 0, ["x"]))
+    wait_for("the proxy to hold the request", "fault_quiet", lambda: proxy.holding, lambda n: n == 1, budget=5.0)
+    sock.close()  # the runner's client timeout
+    wait_for("the dropped request's record", "fault_quiet", lambda: [e.action for e in proxy.exchanges],
+             lambda actions: bool(actions), budget=5.0)
+    assert proxy.exchanges[0].action.startswith("dropped (the runner gave up after")
+    assert proxy.exchanges[0].status is None
+    assert forgejo.received == []  # never forwarded: the work is not done
+
+
+def test_abort_upstream_forwards_after_the_hold_when_the_runner_waits(proxy: FaultProxy,
+                                                                      forgejo: FakeForgejo) -> None:
+    proxy.arm(Trigger("first_report"), Fault("abort-upstream", delay=0.5))
+    conn = client(proxy)
+    t0 = time.monotonic()
+    assert call(conn, "UpdateLog", update_log(1, 0, ["x"]))[0] == 200
+    assert time.monotonic() - t0 >= 0.5
+    assert call(conn, "FetchTask", b"")[0] == 200  # never held
+    assert forgejo.received == ["UpdateLog", "FetchTask"]
+    assert [e.action for e in proxy.exchanges] == ["held 0.5s", "forwarded"]
+
+
+def test_slow_answer_forwards_at_once_and_drops_the_answer_of_a_runner_that_gave_up(
+        proxy: FaultProxy, forgejo: FakeForgejo) -> None:
+    proxy.arm(Trigger("first_report"), Fault("slow-answer", delay=30, rpcs=("UpdateLog",)))
+    sock = raw_request(proxy, "UpdateLog", update_log(1, 0, ["x"]))
+    wait_for("the proxy to hold the answer", "fault_quiet", lambda: proxy.holding, lambda n: n == 1, budget=5.0)
+    assert forgejo.received == ["UpdateLog"]  # the server did the work in time
+    sock.close()
+    wait_for("the dropped answer's record", "fault_quiet", lambda: [e.action for e in proxy.exchanges],
+             lambda actions: bool(actions), budget=5.0)
+    assert proxy.exchanges[0].action == "answer held 30s (the runner gave up: answer dropped)"
+    assert proxy.exchanges[0].status == 200
+
+
+def test_a_held_answer_is_delivered_at_the_release(proxy: FaultProxy, forgejo: FakeForgejo) -> None:
+    proxy.arm(Trigger("first_report"), Fault("slow-answer", delay=60))
+    proxy.fire("test")  # UpdateTask does not trigger first_report: start the fault by hand
+    sock = raw_request(proxy, "UpdateTask", update_task(1, 0, []))
+    wait_for("the proxy to hold the answer", "fault_quiet", lambda: proxy.holding, lambda n: n == 1, budget=5.0)
+    proxy.release()
+    sock.settimeout(5)
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    sock.close()

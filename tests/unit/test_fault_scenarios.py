@@ -41,14 +41,33 @@ def test_fault_block_parses_mode_trigger_and_expectation() -> None:
     assert either is not None and either.expected_for("12.1.2", "12.1.2") == ("finalization-lost", "unexplained")
 
 
+def test_a_fault_without_expect_is_a_condition_on_the_scenario_s_own_expectation() -> None:
+    spec = parse({"mode": "abort-upstream", "delay": 12, "at": {"log": "⭐ Run Post x"},
+                  "runner_env": {"FORGEJO_CLIENT_TIMEOUT": 5}}).fault
+    assert spec is not None and not spec.decides_class and spec.expect == {}
+    assert spec.fault == Fault("abort-upstream", 12.0, rpcs=("UpdateLog", "UpdateTask"))
+    assert spec.fault.hits("UpdateLog") and spec.fault.hits("UpdateTask") and not spec.fault.hits("FetchTask")
+    assert spec.fault.describe() == "abort-upstream 12s"
+    assert spec.runner_env == {"FORGEJO_CLIENT_TIMEOUT": "5"}
+    only = parse({"mode": "slow-answer", "delay": 3, "rpcs": "UpdateTask", "at": {"complete_job": True}}).fault
+    assert only is not None and only.fault.rpcs == ("UpdateTask",) and not only.fault.hits("UpdateLog")
+    assert only.fault.describe() == "slow-answer 3s on UpdateTask"
+
+
 @pytest.mark.parametrize(("fault", "message"), [
     ({"mode": "flood", "at": {"complete_job": True}, "expect": {"a": "b"}}, "fault.mode"),
     ({"mode": "delay", "at": {"complete_job": True}, "expect": {"a": "b"}}, "needs delay"),
     ({"mode": "answer", "at": {"complete_job": True}, "expect": {"a": "b"}}, "needs rpc"),
     ({"mode": "reset", "at": {"log": "x", "step": "y"}, "expect": {"a": "b"}}, "fault.at takes one of"),
     ({"mode": "reset", "at": {"log": "x", "seconds": 3}, "expect": {"a": "b"}}, "goes with step"),
-    ({"mode": "reset", "at": {"first_report": True}}, "fault.expect"),
     ({"mode": "reset", "at": {"first_report": True}, "expect": {"12.1.2": []}}, "fault.expect"),
+    ({"mode": "abort-upstream", "at": {"first_report": True}}, "needs delay"),
+    ({"mode": "slow-answer", "delay": 5, "rpcs": ["FetchTask"], "at": {"first_report": True}}, "FetchTask cannot"),
+    ({"mode": "delay", "delay": 5, "rpcs": ["Ping"], "at": {"first_report": True}}, "unknown"),
+    ({"mode": "answer", "status": 500, "rpc": "UpdateLog", "rpcs": ["UpdateLog"], "at": {"first_report": True}},
+     "goes with the timing modes"),
+    ({"mode": "delay", "delay": 5, "at": {"first_report": True}, "runner_env": ["X=1"]}, "runner_env"),
+    ({"mode": "delay", "delay": 5, "at": {"first_report": True}, "runner_env": {"X": True}}, "runner_env"),
     ({"mode": "reset", "on": {"first_report": True}, "expect": {"a": "b"}}, "unknown keys"),
 ])
 def test_fault_block_errors_name_the_key(fault: object, message: str) -> None:

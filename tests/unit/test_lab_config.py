@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.errors import ConfigError
 from harness.lab.forgejo import IniSecrets, ZombieSettings, render_app_ini
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner, _masked_path, label_name, labels_for
@@ -237,3 +238,22 @@ def test_runner_env_uses_masked_path(tmp_path, monkeypatch):
     assert env["DOCKER_HOST"] == "unix:///run/lab/docker.sock"
     assert env["LANG"] == "C" and "HTTP_PROXY" not in env
     assert not any(k.startswith(("REGRESS_", "PYTEST_")) for k in env)
+
+
+def test_a_config_axis_env_is_the_runner_process_environment_not_its_config(tmp_path):
+    from harness.target import load_runner_config
+
+    axis = tmp_path / "ct.yaml"
+    axis.write_text("env:\n  FORGEJO_CLIENT_TIMEOUT: 90\nrunner:\n  capacity: 2\n")
+    assert load_runner_config(axis) == ({"runner": {"capacity": 2}}, {"FORGEJO_CLIENT_TIMEOUT": "90"})
+    shipped = Path(__file__).parents[2] / "examples" / "runner-configs" / "client-timeout-90s.yaml"
+    assert load_runner_config(shipped) == ({}, {"FORGEJO_CLIENT_TIMEOUT": "90"})
+    for bad in ("env: [FORGEJO_CLIENT_TIMEOUT=90]\n", "env: {'not a name': 1}\n", "env: {X: true}\n"):
+        axis.write_text(bad)
+        with pytest.raises(ConfigError, match="env: must map environment variable names"):
+            load_runner_config(axis)
+
+
+def test_a_runner_s_env_overrides_reach_its_process_environment(tmp_path):
+    runner = lab_runner(tmp_path, env_overrides={"FORGEJO_CLIENT_TIMEOUT": "5"})
+    assert runner.env()["FORGEJO_CLIENT_TIMEOUT"] == "5"

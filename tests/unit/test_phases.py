@@ -59,7 +59,8 @@ def test_known_bug_applies_to_its_versions_only(versions, has, hasnt):
     ({"versions": "<12.0.0"}, "versions and class required"),
     ({"versions": "12", "class": "x"}, "known_bug.versions: '12' is not <op><version>"),
     ({"versions": "<twelve", "class": "x"}, "not a version"),
-    ({"versions": "<12.0.0", "class": "x", "issue": 1}, "takes versions, class and link"),
+    ({"versions": "<12.0.0", "class": "x", "issue": 1}, "takes versions, class, link and fixed_by_env"),
+    ({"versions": "<12.0.0", "class": "x", "fixed_by_env": "X"}, "fixed_by_env must list"),
 ])
 def test_known_bug_rejects(data, message):
     with pytest.raises(ConfigError, match=message):
@@ -87,3 +88,17 @@ def test_moved_tag_fixture_and_its_rendering_with_the_cells_copy():
     rendered = scenario.render("lbl", None, {"regress/movetag": "admin/movetag-12-1-2-abc"})
     assert "uses: admin/movetag-12-1-2-abc@v1" in rendered and "regress/movetag" not in rendered
     assert scenario.render("lbl") == scenario.template.replace("__RUNS_ON__", "lbl")
+
+
+def test_a_known_bug_fixed_by_an_environment_variable_spares_the_axis_that_sets_it():
+    scenario = load("late-reports-during-post")
+    bug = scenario.expect.known_bug
+    assert bug is not None and bug.failure_class == "finalization-lost" and bug.fixed_by_env == ("FORGEJO_CLIENT_TIMEOUT",)
+    assert bug.applies_to(Version(12, 1, 2), {}) and bug.applies_to(Version(12, 1, 2), {"LANG": "C"})
+    assert not bug.applies_to(Version(12, 1, 2), {"FORGEJO_CLIENT_TIMEOUT": "90"})
+    assert not bug.applies_to(Version(11, 3, 1), {})
+    from harness.pytest_plugin import _known_bug_marks
+
+    assert [m.kwargs["reason"] for m in _known_bug_marks(bug, "12.1.2-retry", {})] == [bug.describe()]
+    assert _known_bug_marks(bug, "12.1.2-ct90", {"FORGEJO_CLIENT_TIMEOUT": "90"}) == []
+    assert _known_bug_marks(bug, "11.3.1", {}) == []

@@ -22,7 +22,7 @@ class FakeLab:
         self.stopped: list[str] = []
 
     @contextlib.contextmanager
-    def private_runner(self, key, notify=lambda s: None, via=None):
+    def private_runner(self, key, notify=lambda s: None, via=None, env=None):
         name = f"{key}-p{len(self.started)}"
         self.started.append(name)
         try:

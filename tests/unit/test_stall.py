@@ -132,3 +132,30 @@ def test_recorded_tasks_feed(recording_at):
     clock.now += 100
     assert watch.feed(tasks, 1, "test") is False, "a finished (failure) task is not a stall"
     assert watch.task_id == rec.meta["task_id"]
+
+
+def test_reports_that_resume_after_a_stall_are_measured_by_forgejo_s_own_stamps():
+    clock = Clock()
+    watch = StallWatch(budget=15.0, clock=clock)
+    watch.feed((task(T0),), 1, "test")
+    results = feed_seconds(watch, clock, 30, lambda i: T0 if i < 24 else T0 + timedelta(seconds=24))
+    assert results.count(True) == 1 and watch.stalled_updated == T0
+    assert watch.resumed_updated == T0 + timedelta(seconds=24)
+    assert watch.late_seconds == 24.0
+
+
+def test_a_stall_that_ends_with_the_task_done_counts_as_resumed():
+    clock = Clock()
+    watch = StallWatch(budget=15.0, clock=clock)
+    watch.feed((task(T0),), 1, "test")
+    feed_seconds(watch, clock, 20, lambda i: T0)
+    watch.feed((task(T0 + timedelta(seconds=31), status="success"),), 1, "test")
+    assert watch.late_seconds == 31.0
+
+
+def test_a_stall_that_never_ends_has_no_late_seconds():
+    clock = Clock()
+    watch = StallWatch(budget=15.0, clock=clock)
+    watch.feed((task(T0),), 1, "test")
+    feed_seconds(watch, clock, 40, lambda i: T0)
+    assert watch.stalled_at is not None and watch.late_seconds is None
