@@ -189,7 +189,7 @@ def run_cell(
     label = check_runnable(target, scenario, handle)
     result = CellResult(scenario.name, handle.key, str(handle.version), label)
     bug = scenario.expect.known_bug
-    axis_env = handle.lab_runner.env_overrides if handle.lab_runner is not None else {}
+    axis_env = getattr(handle.lab_runner, "env_overrides", None) or {}  # the config axis's env: (lab runners)
     result.known_bug = bug if bug is not None and bug.applies_to(handle.version, axis_env) else None
     try:
         with contextlib.ExitStack() as teardown:
@@ -505,7 +505,10 @@ class CellRun:
         if spec is None or result.verdict is None:
             return
         if not spec.decides_class:  # a condition: the scenario's own expectation decides, if the fault came
-            if not (result.observations.get("fault") or {}).get("fired") and not result.error:
+            observed = result.observations.setdefault("fault", {})
+            observed.update({"class": cell_class(result), "expected_class": None,
+                             "rests_on": spec.rests_on.get(result.version) or spec.rests_on.get(result.runner_key)})
+            if not observed.get("fired") and not result.error:
                 result.error = (f"the fault's trigger ({spec.trigger.describe()}) never came: nothing was injected, so "
                                 f"this cell says nothing about runner {result.runner_key} under "
                                 f"{spec.fault.describe()}")

@@ -13,8 +13,11 @@ def fault_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
         fault = (record.get("observations") or {}).get("fault")
         if not isinstance(fault, Mapping):
             continue
-        got, expected = fault.get("class") or record.get("outcome") or "?", fault.get("expected_class") or "?"
-        mark = "as expected" if got in expected.split(" or ") else f"EXPECTED {expected}"
+        got, expected = fault.get("class") or record.get("outcome") or "?", fault.get("expected_class")
+        if expected:
+            mark = "as expected" if got in str(expected).split(" or ") else f"EXPECTED {expected}"
+        else:  # a condition: the scenario's own expectation decided the cell
+            mark = f"{record.get('outcome') or '?'} against the scenario's own expectation"
         verdict = fault.get("time_to_verdict")
         seconds = f"{verdict:.0f}s" if isinstance(verdict, int | float) else "-"
         after = (fault.get("behaviour") or {}).get("sentence") or ("no fault injected" if not fault.get("fired")
