@@ -14,7 +14,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ class CellResult:
     bundle: Path | None = None
     classification: Classification | None = None  # the failure class (harness.classify); None for a clean pass
     known_bug: KnownBug | None = None  # the scenario's known bug, when it applies to this runner's version
+    condition: str = ""  # the --condition the cell ran under ("" for none): a field of its own in every record
 
     @property
     def outcome(self) -> Outcome:
@@ -97,7 +98,8 @@ class CellResult:
     def to_json(self) -> dict[str, Any]:
         """The cell as report.json holds it."""
         return {
-            "scenario": self.scenario, "runner": self.runner_key, "version": self.version, "label": self.label,
+            "scenario": self.scenario, "runner": self.runner_key, "condition": self.condition, "version": self.version,
+            "label": self.label,
             "outcome": str(self.outcome), "reason": self.reason, "passed": self.passed, "error": self.error,
             "selfcheck_problem": self.selfcheck_problem, "verdict": self.verdict.to_json() if self.verdict else None,
             "timings": self.timings, "observations": self.observations,
@@ -174,6 +176,7 @@ def run_cell(
     stall_command: str | None = None,
     own_runner: bool = False,
     before_phase: PhaseHook | None = None,
+    condition: Mapping[str, Any] | None = None,
 ) -> CellResult:
     """Run one cell; the result carries the verdict or why it is inconclusive, never raises for the cell itself.
 
@@ -182,14 +185,18 @@ def run_cell(
     once per phase on one runner (a private one, as for a disruptive cell), its action changes pushed before
     each phase after the first. ``own_runner``: the handle's runner is this cell's alone (used as it is).
     ``before_phase(phase, handle)`` is called before each phase's changes (e.g. to upgrade the runner in place).
+    ``condition``: the --condition the scenario was put under (:meth:`harness.conditions.Condition.to_json`; the
+    scenario passed is already the conditioned one): recorded, and kept in the bundle so ``rerun`` repeats it.
 
     Raises:
         NotRunnable: before anything was pushed, when the cell cannot run here.
     """
     label = check_runnable(target, scenario, handle)
-    result = CellResult(scenario.name, handle.key, str(handle.version), label)
+    result = CellResult(scenario.name, handle.key, str(handle.version), label, condition=scenario.condition)
+    if condition is not None:
+        result.observations["condition"] = dict(condition)
     bug = scenario.expect.known_bug
-    axis_env = getattr(handle.lab_runner, "env_overrides", None) or {}  # the config axis's env: (lab runners)
+    axis_env = handle.lab_runner.env_overrides if handle.lab_runner is not None else {}  # the axis's env:
     result.known_bug = bug if bug is not None and bug.applies_to(handle.version, axis_env) else None
     try:
         with contextlib.ExitStack() as teardown:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 OVERRIDES_FILE = "runner-config-overrides.yaml"  # the --runner-config file of the cell's config axis
+CONDITION_FILE = "condition.yml"  # the --condition file the cell ran under
 
 
 def _ran(run: CellRun) -> list[ActionRan]:
@@ -51,10 +52,23 @@ def _rerun_options(run: CellRun) -> dict[str, Any]:
         "forgejo_version": cell.target.info.get("version"),
         "runner_binary": str(lab_runner.binary.path) if lab_runner and lab_runner.binary.source == "path" else None,
         "seed_action": sorted(f"{s.repo}={s.path}" for s in lab.seeded if s.kind == SEEDED_COPY) if lab else [],
-        "runner_config": {config_name: OVERRIDES_FILE} if config_name and lab_runner and lab_runner.overrides else {},
+        "runner_config": {config_name: OVERRIDES_FILE} if config_name and _axis_file(run) else {},
         "actions_url": lab.forgejo.actions_url if lab and lab.forgejo.actions_url != "self" else None,
         "runner_without": list(lab_runner.without_tools) if lab_runner else [],
+        "condition": {cell.scenario.condition: CONDITION_FILE} if cell.scenario.condition else {},
     }
+
+
+def _axis_file(run: CellRun) -> dict[str, Any]:
+    """The cell's config axis as a --runner-config file: the config overrides and the axis's ``env:`` (the runner's
+    variables, without those the scenario's fault sets on its private runner); {} for no axis."""
+    lab_runner = run.cell.handle.lab_runner
+    if lab_runner is None:
+        return {}
+    fault = run.cell.scenario.expect.fault
+    scenario_env = fault.runner_env if fault is not None else {}
+    env = {k: v for k, v in lab_runner.env_overrides.items() if v is not None and scenario_env.get(k) != v}
+    return {**dict(lab_runner.overrides), **({"env": env} if env else {})}
 
 
 def _environment(run: CellRun) -> dict[str, Any]:
@@ -153,8 +167,14 @@ def write_bundle(path: Path, run: CellRun) -> Path:
     runner_config = lab_runner.config_file.read_text() if lab_runner else None
     if runner_config:
         text("runner-config.yaml", runner_config)
-    if lab_runner and lab_runner.overrides:
-        text(OVERRIDES_FILE, yaml.safe_dump(dict(lab_runner.overrides), sort_keys=False))
+    axis = _axis_file(run)
+    if axis:
+        text(OVERRIDES_FILE, yaml.safe_dump(axis, sort_keys=False))
+    condition = result.observations.get("condition")
+    if cell.scenario.condition and isinstance(condition, Mapping):
+        text(CONDITION_FILE, f"# --condition {cell.scenario.condition}={condition.get('source')}: "
+             f"{condition.get('describe')}\n" + yaml.safe_dump(dict(condition.get("block") or {}), sort_keys=False,
+                                                              allow_unicode=True))
     ran = _ran(run)
     _copy_actions(bundle, ran)
     if any(a.commit for a in ran):

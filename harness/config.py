@@ -95,6 +95,8 @@ OPTIONS: tuple[Option, ...] = (
            "DEFAULT_ACTIONS_URL, e.g. a mirror forge) instead of the lab's seeded stand-ins.", metavar="URL"),
     Option("runner-config", "list", "Add a config axis for lab runners: NAME=FILE (YAML merged into the runner "
            "config; repeatable).", metavar="NAME=FILE"),
+    Option("condition", "list", "Run every regression scenario also under a condition: NAME=FILE, one block of "
+           "expect.yml's vocabulary (a fault: without expect, or slow_actions:); repeatable.", metavar="NAME=FILE"),
     Option("zombie-timeout", "str", "The lab Forgejo's [actions] ZOMBIE_TASK_TIMEOUT (Go duration; lab default 30s, "
            "Forgejo's own 10m).", metavar="DURATION"),
 )
@@ -140,6 +142,7 @@ class Settings:
     compare_baseline: Path | None = None
     actions_url: str | None = None
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
+    conditions: Mapping[str, Path] = field(default_factory=dict)  # --condition NAME=FILE (harness.conditions)
     runner_log_command: str | None = None
     runner_stall_command: str | None = None
     warm_up: bool = False
@@ -269,7 +272,16 @@ def _runner_axes(r: _Raw) -> dict[str, Any]:
         if not Path(path).expanduser().is_file():
             raise ConfigError(f"{r.where('runner-config')}: {path} does not exist")
         configs[name] = Path(path).expanduser()
-    return {"runner_versions": tuple(_runner_key(v, r.where("runner-version"))
+    conditions: dict[str, Path] = {}
+    for name, path in r.pairs("condition", "NAME=FILE (NAME: a-z, 0-9, -)"):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,29}", name):
+            raise ConfigError(f"{r.where('condition')}: {name!r} is not NAME=FILE (NAME: a-z, 0-9, -)")
+        if name in conditions:
+            raise ConfigError(f"{r.where('condition')}: {name!r} is given twice")
+        if not Path(path).expanduser().is_file():
+            raise ConfigError(f"{r.where('condition')}: {path} does not exist")
+        conditions[name] = Path(path).expanduser()
+    return {"conditions": conditions, "runner_versions": tuple(_runner_key(v, r.where("runner-version"))
                                      for v in _split_list(r.get("runner-version"))),
             "runner_binaries": binaries, "runner_labels": labels, "runner_without": without, "runner_configs": configs}
 
@@ -312,6 +324,9 @@ def _existing(r: _Raw, env: Mapping[str, str], axes: Mapping[str, Any]) -> dict[
         raise ConfigError("--runner-label is for an existing instance: give --forgejo-url too")
     if axes["runner_configs"] and url:
         raise ConfigError("--runner-config applies to lab runners only (not with --forgejo-url)")
+    if axes["conditions"] and url:
+        raise ConfigError("--condition applies to lab runners only (a fault proxy or a slow action server must sit "
+                          "between the runner and Forgejo; not with --forgejo-url)")
     for name in ("runner-log-command", "runner-stall-command"):
         template = r.get(name)
         if template:

@@ -31,6 +31,7 @@ class PoolCell:
     id: str
     scenario: str
     runner: str
+    condition: str = ""  # --condition NAME ("" for none)
 
 
 class CellPool:

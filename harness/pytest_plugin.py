@@ -18,16 +18,19 @@ import pytest
 from filelock import FileLock
 
 from harness import compare, config, report, warmup
+from harness import conditions as conditions_mod
+from harness.budgets import BUDGETS
 from harness.cell import CellResult, NotRunnable, run_cell
 from harness.errors import ConfigError, HarnessError
 from harness.evidence import safe_name
 from harness.faults.table import fault_lines
 from harness.lab import lab as labs
+from harness.lab.forgejo import ZombieSettings
 from harness.outcome import Outcome
 from harness.paths import labs_dir
 from harness.pool import CellPool, PoolCell, pooled
 from harness.runners import binaries
-from harness.scenarios import Catalogue, KnownBug
+from harness.scenarios import Catalogue, KnownBug, Scenario
 from harness.target import (
     RunnerHandle,
     Target,
@@ -37,6 +40,7 @@ from harness.target import (
     open_lab,
     plan_lab,
     private_handle,
+    raised_zombie,
 )
 from harness.target import runner_keys as target_runner_keys
 from harness.versions import Version
@@ -48,6 +52,7 @@ PLAN_PROBLEM = pytest.StashKey[str | None]()
 NOT_APPLICABLE = pytest.StashKey[dict[str, str]]()
 VERSIONS = pytest.StashKey[tuple[Version, ...]]()
 CATALOGUE = pytest.StashKey[Catalogue]()
+CONDITIONS = pytest.StashKey[dict[str, "conditions_mod.Condition"]]()
 ACTIVE = pytest.StashKey[bool]()  # a scenario cell was collected or an option of ours was given
 HEADER_SHOWN = pytest.StashKey[bool]()
 TESTS = pytest.StashKey[dict[str, report.ReportedTest]]()
@@ -141,14 +146,16 @@ def pytest_configure_node(node: Any) -> None:  # xdist controller → worker (ab
 
 @dataclass(frozen=True)
 class CellParam:
-    """A test parameter: scenario × runner (× repeat)."""
+    """A test parameter: scenario × runner × condition (× repeat)."""
 
     scenario: str
     runner: str
     repeat: int
+    condition: str = ""  # --condition NAME ("" for none): its own part of the id, never the runner key's
 
     def __str__(self) -> str:
-        return f"{self.scenario}-{self.runner}" + (f"-r{self.repeat}" if self.repeat else "")
+        return (f"{self.scenario}-{self.runner}" + (f"@{self.condition}" if self.condition else "")
+                + (f"-r{self.repeat}" if self.repeat else ""))
 
 
 def _versions(cfg: pytest.Config) -> tuple[Version, ...]:
@@ -181,10 +188,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     versions = _versions(cfg)
     try:  # a config axis's env: (a known bug's mitigation); the file itself is checked again when the lab boots
         axis_env = {name: load_runner_config(path)[1] for name, path in settings.runner_configs.items()}
+        conditions = _conditions(cfg)
     except ConfigError as exc:
         raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
     params = []
-    for scenario in scenarios:
+    for scenario, _condition in _cells_of(scenarios, conditions, []):  # what is not applied: the header says
         marks = [getattr(pytest.mark, scenario.expect.marker)]
         if not settings.existing:
             marks.append(pytest.mark.lab)
@@ -194,9 +202,39 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for key in runner_keys:
             bug_marks = _known_bug_marks(scenario.expect.known_bug, key, axis_env.get(key.partition("-")[2], {}))
             for rep in range(settings.repeat):
-                param = CellParam(scenario.name, key, rep)
+                param = CellParam(scenario.name, key, rep, scenario.condition)
                 params.append(pytest.param(param, marks=marks + bug_marks, id=str(param)))
     metafunc.parametrize("regress_cell", params)
+
+
+def _conditions(cfg: pytest.Config) -> dict[str, conditions_mod.Condition]:
+    """The session's ``--condition``s, parsed once (a bad file is a usage error naming it)."""
+    if CONDITIONS not in cfg.stash:
+        cfg.stash[CONDITIONS] = conditions_mod.load_all(_settings(cfg).conditions)
+    return cfg.stash[CONDITIONS]
+
+
+def _cells_of(scenarios: list[Scenario], conditions: Mapping[str, conditions_mod.Condition],
+              not_applied: list[str]) -> Iterator[tuple[Scenario, conditions_mod.Condition | None]]:
+    """Every scenario as it is, then every regression scenario under each condition (its expectation with the
+    condition's block); a scenario the condition cannot apply to (it has a fault of its own, no remote action to
+    fetch slowly) is said in ``not_applied`` (the header), not run."""
+    for scenario in scenarios:
+        yield scenario, None
+    for condition in conditions.values():
+        for scenario in scenarios:
+            if scenario.expect.marker != "regression":
+                continue
+            try:
+                yield condition.apply(scenario), condition
+            except ConfigError as exc:
+                not_applied.append(str(exc))
+
+
+def _scenario(cfg: pytest.Config, name: str, condition: str) -> Scenario:
+    """A cell's scenario, under its condition when it has one."""
+    scenario = _catalogue(cfg).load(name)
+    return _conditions(cfg)[condition].apply(scenario) if condition else scenario
 
 
 class KnownBugReproduced(Exception):
@@ -236,6 +274,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         param = _cell_param(item)
         if param is not None:  # travels with every report (xdist too): the gate knows each cell's test
             item.user_properties.extend([("scenario", param.scenario), ("runner", param.runner)])
+            if param.condition:
+                item.user_properties.append(("condition", param.condition))
     lab_items = [i for i in items if i.get_closest_marker("lab")]
     problem: str | None = None
     if lab_items and not settings.existing:
@@ -344,19 +384,24 @@ def regress_cell(request: pytest.FixtureRequest) -> CellParam:
 def _skip_cell(request: pytest.FixtureRequest, cell: CellParam, reason: str) -> NoReturn:
     """Record the cell as skipped (the table and the gate see it), then skip the test."""
     report.write_record(_run_dir(request.config), request.node.name,
-                        report.skipped_record(cell.scenario, cell.runner, reason, request.node.nodeid))
+                        report.skipped_record(cell.scenario, cell.runner, reason, request.node.nodeid,
+                                              cell.condition))
     request.node.user_properties.extend([("outcome", str(Outcome.SKIPPED)), ("reason", reason)])
     pytest.skip(reason)
 
 
 def _run(cfg: pytest.Config, target: Target, cell: PoolCell, handle: RunnerHandle) -> CellResult:
     settings = _settings(cfg)
-    scenario = _catalogue(cfg).load(cell.scenario)
+    scenario = _scenario(cfg, cell.scenario, cell.condition)
+    condition = _conditions(cfg)[cell.condition] if cell.condition else None
+    budgets = condition.budgets(BUDGETS) if condition is not None else BUDGETS
 
     def one(on: RunnerHandle, bundle_dir: Path, evidence: str) -> CellResult:
-        return run_cell(target, scenario, on, bundle_dir, evidence=evidence, keep_repo=settings.keep_repos,
-                        setup_budget=settings.setup_budget, notify=_notify(cfg), log_command=settings.runner_log_command,
-                        stall_command=settings.runner_stall_command)
+        result = run_cell(target, scenario, on, bundle_dir, evidence=evidence, keep_repo=settings.keep_repos,
+                          setup_budget=settings.setup_budget, notify=_notify(cfg),
+                          log_command=settings.runner_log_command, stall_command=settings.runner_stall_command,
+                          budgets=budgets, condition=condition.to_json() if condition is not None else None)
+        return result
 
     bundle_dir = _run_dir(cfg) / safe_name(cell.id)
     # the warm-up runs on the same handle: the lane's or worker's runner stays the cell's
@@ -378,7 +423,7 @@ def regress_pool(request: pytest.FixtureRequest, regress_target: Target) -> Iter
     for item in request.session.items:
         param = _cell_param(item)
         if param is not None and param.runner in regress_target.runners and param.runner not in na:
-            cells.append(PoolCell(item.name, param.scenario, param.runner))
+            cells.append(PoolCell(item.name, param.scenario, param.runner, param.condition))
     with pooled(regress_target, lambda cell, handle: _run(cfg, regress_target, cell, handle), cells, lanes=lanes,
                 notify=_notify(cfg)) as pool:
         yield pool
@@ -412,7 +457,7 @@ class _LaneRunners(dict):  # type: ignore[type-arg]
 def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_cell: CellParam) -> CellResult:
     """Run the cell (push, watch, observe, judge, evidence) and record its result."""
     cfg = request.config
-    scenario = _catalogue(cfg).load(regress_cell.scenario)
+    scenario = _scenario(cfg, regress_cell.scenario, regress_cell.condition)
     na = cfg.stash.get(NOT_APPLICABLE, {}).get(regress_cell.runner)
     if na:
         _skip_cell(request, regress_cell, f"{regress_cell.runner}: {na}")
@@ -426,7 +471,8 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
             result = pool.result(request.node.name)
         else:
             lane = request.getfixturevalue("regress_lane")[handle.key]
-            result = _run(cfg, regress_target, PoolCell(request.node.name, regress_cell.scenario, handle.key), lane)
+            result = _run(cfg, regress_target, PoolCell(request.node.name, regress_cell.scenario, handle.key,
+                                                        regress_cell.condition), lane)
     except NotRunnable as exc:
         _skip_cell(request, regress_cell, f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
     report.write_record(run_dir, request.node.name, {**result.to_json(), "nodeid": request.node.nodeid})
@@ -519,7 +565,8 @@ class _TestLog:
 
 def _new_run(nodeid: str, props: dict[str, Any]) -> report.ReportedTest:
     scenario, runner = props.get("scenario"), props.get("runner")
-    return report.ReportedTest(nodeid, str(scenario) if scenario else None, str(runner) if runner else None)
+    return report.ReportedTest(nodeid, str(scenario) if scenario else None, str(runner) if runner else None,
+                               condition=str(props.get("condition") or ""))
 
 
 def _gate_request(settings: config.Settings) -> report.GateRequest | None:
@@ -571,7 +618,36 @@ def _header(cfg: pytest.Config) -> list[str]:
              if setting.source != "default"]
     target = settings.forgejo_url or f"lab (bin dir {binaries.bin_dir()})"
     versions = ", ".join(str(v) for v in _versions(cfg)) or "none found"
-    return [f"forgejo-runner-regress: target {target}; runner versions {versions}", *shown]
+    return [f"forgejo-runner-regress: target {target}; runner versions {versions}", *shown, *_condition_lines(cfg)]
+
+
+def _condition_lines(cfg: pytest.Config) -> list[str]:
+    """Each condition: what it does, the budgets raised for its cells, the lab's zombie timeout, what it skips."""
+    try:
+        found = _conditions(cfg)
+        scenarios = _catalogue(cfg).all()
+    except (ConfigError, pytest.UsageError):
+        return []  # said as the usage error at collection
+    lines = []
+    zombie = raised_zombie(ZombieSettings(zombie_timeout=_settings(cfg).zombie_timeout or "30s"), found.values())
+    for condition in found.values():
+        raised = condition.raised(BUDGETS)
+        lines.append(f"  condition {condition.name} ({condition.source}): {condition.describe()}"
+                     + (f"; {condition.about}" if condition.about else "")
+                     + (f"; raised for its cells: {', '.join(raised)}" if raised else ""))
+        if condition.zombie_timeout() is not None and not _settings(cfg).existing:
+            lines.append(f"  condition {condition.name}: the lab's ZOMBIE_TASK_TIMEOUT is {zombie.zombie_timeout} "
+                         f"(a waiting runner's longest silence is two holds: {2 * condition.hold:g}s)")
+        not_applied = []
+        for scenario in scenarios:
+            if scenario.expect.marker != "regression":
+                continue
+            try:
+                condition.apply(scenario)
+            except ConfigError as exc:
+                not_applied.append(str(exc).split(": ", 1)[-1])
+        lines += [f"  condition {condition.name}: not applied: {why}" for why in not_applied]
+    return lines
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -36,6 +36,7 @@ class ReportedTest:
     failed: tuple[str, ...] = ()  # the phases that failed: setup, call, teardown
     skipped: str | None = None  # the skip reason
     message: str = ""  # the first line of the first failure
+    condition: str = ""  # the cell's --condition ("" for none)
 
     @property
     def is_cell(self) -> bool:
@@ -82,9 +83,9 @@ def write_record(run_dir: Path, test_name: str, record: Mapping[str, Any]) -> Pa
     return path
 
 
-def skipped_record(scenario: str, runner: str, reason: str, nodeid: str = "") -> dict[str, Any]:
+def skipped_record(scenario: str, runner: str, reason: str, nodeid: str = "", condition: str = "") -> dict[str, Any]:
     """The record of a cell that could not run here (no runner, not runnable, n/a config)."""
-    return {"scenario": scenario, "runner": runner, "version": None, "label": None,
+    return {"scenario": scenario, "runner": runner, "condition": condition, "version": None, "label": None,
             "outcome": str(Outcome.SKIPPED), "reason": reason, "passed": False, "error": None,
             "verdict": None, "observations": {}, "nodeid": nodeid}
 
@@ -93,12 +94,13 @@ def _missing_record(test: ReportedTest) -> dict[str, Any]:
     """A record for a scenario test that wrote none (it died or was skipped before its cell ran)."""
     assert test.scenario is not None and test.runner is not None
     if test.skipped is not None and not test.failed:
-        return skipped_record(test.scenario, test.runner, test.skipped or "skipped", test.nodeid)
+        return skipped_record(test.scenario, test.runner, test.skipped or "skipped", test.nodeid, test.condition)
     if test.failed:
         why = f"the test failed ({'/'.join(test.failed)}) before its cell wrote a record: {test.message or 'no message'}"
     else:
         why = "the test wrote no cell record"
-    return {**skipped_record(test.scenario, test.runner, why, test.nodeid), "outcome": str(Outcome.INCONCLUSIVE),
+    return {**skipped_record(test.scenario, test.runner, why, test.nodeid, test.condition),
+            "outcome": str(Outcome.INCONCLUSIVE),
             "recorded": False}
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import warmup
+from harness import conditions, warmup
+from harness.budgets import BUDGETS
 from harness.cell import CellResult, run_cell
 from harness.config import Settings
 from harness.errors import ConfigError, HarnessError
@@ -41,7 +42,7 @@ class BundleInfo:
 
 
 RERUN_OPTIONS = ("forgejo-version", "runner-binary", "seed-action", "runner-config", "actions-url", "runner-without",
-                 "warm-up-repos")
+                 "warm-up-repos", "condition")
 
 
 def _options(manifest: Mapping[str, Any], path: Path, version: str, without: Sequence[str]) -> dict[str, Any]:
@@ -55,6 +56,7 @@ def _options(manifest: Mapping[str, Any], path: Path, version: str, without: Seq
         "actions-url": o.get("actions_url"),
         "runner-without": [f"{version}={tool}" for tool in (o.get("runner_without") or without)],
         "warm-up-repos": _warm_up_repos(path),
+        "condition": [f"{name}={path / file}" for name, file in (o.get("condition") or {}).items()],
     }
 
 
@@ -138,6 +140,10 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
 
     Bundles go to ``<evidence dir>/rerun-<id>/``.
     """
+    found = conditions.load_all(settings.conditions)
+    condition = next(iter(found.values()), None)  # a bundle holds at most one
+    if condition is not None:
+        scenario = condition.apply(scenario)
     plan = plan_lab(settings, versions)
     lab = boot_lab(plan, f"rerun-{uuid.uuid4().hex[:8]}", capacity=2, seed_actions=settings.seed_actions,
                    notify=notify, actions_url=settings.actions_url)
@@ -148,7 +154,8 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
 
         def one(handle: RunnerHandle, bundle_dir: Path, evidence: str) -> CellResult:
             return run_cell(target, scenario, handle, bundle_dir, evidence=evidence, setup_budget=settings.setup_budget,
-                            notify=notify)
+                            notify=notify, budgets=condition.budgets(BUDGETS) if condition else BUDGETS,
+                            condition=condition.to_json() if condition else None)
 
         for key, handle in target.runners.items():
             notify(f"running {scenario.name} on runner {key}" + (

@@ -386,7 +386,7 @@ class Expect:
             heavy=HeavyActions.parse(data, where),
 
             phases=_phases(data.get("phases"), fail),
-            known_bug=_known_bug(data.get("known_bug"), fail),
+            known_bug=known_bug_block(data.get("known_bug"), fail),
             fault=fault,
             raw=data,
         )
@@ -433,7 +433,7 @@ def _change(data: Any, where: str, fail: Callable[[str], ConfigError]) -> Action
     return ActionChange(str(kind), action, tuple(str(t) for t in tags), int(count or 0))
 
 
-def _known_bug(data: Any, fail: Callable[[str], ConfigError]) -> KnownBug | None:
+def known_bug_block(data: Any, fail: Callable[[str], ConfigError]) -> KnownBug | None:
     """``known_bug: {versions: "<12.0.0", class: stale-action, link: URL[, fixed_by_env: [NAME]]}``."""
     if data is None:
         return None
@@ -461,6 +461,7 @@ class Scenario:
     expect: Expect
     readme: str
     job_ids: tuple[str, ...] = ()  # the workflow's ``jobs:`` keys, in order (= Forgejo's job indexes)
+    condition: str = ""  # the --condition this scenario runs under (harness.conditions), "" for none
 
     @property
     def workflow_file(self) -> str:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness import conditions
 from harness.config import Settings
 from harness.errors import ConfigError
 from harness.forgejo.client import ForgejoClient
+from harness.forgejo.models import parse_go_duration
 from harness.forgejo.transcript import Transcript
 from harness.forgejo.web import WebSession
 from harness.lab import engine as engines
@@ -140,7 +144,18 @@ def plan_lab(settings: Settings, versions: Sequence[Version]) -> LabPlan:
             else:
                 specs.append(spec)
     zombie = ZombieSettings(zombie_timeout=settings.zombie_timeout) if settings.zombie_timeout else ZombieSettings()
+    zombie = raised_zombie(zombie, conditions.load_all(settings.conditions).values())
     return LabPlan(forgejo, tuple(specs), not_applicable, zombie)
+
+
+def raised_zombie(zombie: ZombieSettings, found: Iterable[conditions.Condition]) -> ZombieSettings:
+    """``zombie`` with its timeout raised to what the session's conditions need (a runner that only waits out
+    their holds must never be stopped by the lab's short zombie check); as it was when they need nothing more."""
+    need = conditions.lab_zombie_timeout(list(found))
+    have = parse_go_duration(zombie.zombie_timeout) or 600.0
+    if need is None or need <= have:
+        return zombie
+    return dataclasses.replace(zombie, zombie_timeout=f"{math.ceil(need)}s")
 
 
 # Config keys and the first runner version that knows them (a cell whose config uses a key its

@@ -720,7 +720,8 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None,
         log = LabRunnerLog(runner)
         observers += [log, stores, Cpu(runner, lambda: stores.cold),
                       Overlap(runner, f"{cell.scenario.name}-{cell.handle.key}"),
-                      Stall(None if cell.scenario.expect.fault else lab_stall_capture(runner, cell),  # a fault cell
+                      Stall(None if cell.scenario.expect.fault or cell.scenario.condition  # a fault or condition cell
+                            else lab_stall_capture(runner, cell),
                             lambda: runner_step(runner.log_file, log.offset, cell))]  # watches its runner, unsignalled
         control_spec = cell.scenario.expect.control
         if control_spec is not None:

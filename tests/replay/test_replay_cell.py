@@ -47,6 +47,7 @@ class FakeLabRunner:
     restarted: int = 0
     without_tools: tuple[str, ...] = ()
     overrides: dict[str, object] = field(default_factory=dict)
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for sub in ("work", "cache", "home", "dir"):

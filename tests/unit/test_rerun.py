@@ -195,7 +195,13 @@ def test_bundle_options_are_taken_by_default(tmp_path):
     assert values == {"forgejo-version": "11.0.15", "runner-binary": [], "seed-action": [],
                       "runner-config": [f"cacheoff={info.path / 'runner-config-overrides.yaml'}"],
                       "actions-url": "http://127.0.0.1:9/git", "runner-without": ["12.1.2=git"],
-                      "warm-up-repos": None, "warm-up": False}
+                      "warm-up-repos": None, "warm-up": False, "condition": []}
+
+
+def test_a_condition_cell_is_re_run_under_its_condition(tmp_path):
+    shaped = {"rerun": {**SHAPED["rerun"], "condition": {"slowforgejo": "condition.yml"}}}
+    info = rerun.read_bundle(make_bundle(tmp_path, **shaped))
+    assert rerun.rerun_values(info, {})["condition"] == [f"slowforgejo={info.path / 'condition.yml'}"]
 
 
 def test_an_option_given_replaces_the_bundles(tmp_path):
@@ -211,7 +217,7 @@ def test_old_bundle_options_from_runner_and_forgejo(tmp_path):
     assert rerun.rerun_values(info, {}) == {"forgejo-version": "13.0.5", "runner-binary": [], "seed-action": [],
                                             "runner-config": [], "actions-url": None,
                                             "runner-without": ["12.1.2=git"], "warm-up-repos": None,
-                                            "warm-up": False}
+                                            "warm-up": False, "condition": []}
 
 
 def test_a_seeded_copy_that_is_gone_is_named_with_the_fix(tmp_path):
