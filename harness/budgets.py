@@ -32,6 +32,7 @@ class Budgets:
     job_done: float = 900.0  # job running to every job of the run done
     zombie_margin: float = 30.0  # added to the zombie timeout + cron period for failed-by-server waits
     runner_stalled: float = 15.0  # a running task's updated_at not advancing (report_interval 1s + margin)
+    final_log: float = 20.0  # job done with the runner's result → its final log lines (the 🏁 line) shown, when late
     runner_settle: float = 15.0  # job done → the runner's own end-of-job lines and container clean-up
     http_connect: float = 5.0
     http_read: float = 30.0

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import lateness
 from harness.budgets import BUDGETS, Budgets
 from harness.classify import STALE_ACTION, STALE_RULES, Classification, Inputs, classify
+from harness.conditions import hold_budgets
 from harness.errors import HarnessError, PollTimeout
 from harness.faults.action_repo import ActionCopy
 from harness.faults.proxy import FaultProxy
@@ -35,6 +37,7 @@ from harness.procs import alive
 from harness.scenarios import ACTIONS_DIR, KnownBug, Phase, Scenario
 from harness.target import RunnerHandle, Target, actions_base, private_handle
 from harness.verdict import ActionVersion, Observation, Verdict, Violation, judge, selfcheck_mismatch
+from harness.waiting import wait_for
 from harness.watch import RunWatch
 
 Notify = Callable[[str], None]
@@ -192,6 +195,7 @@ def run_cell(
         NotRunnable: before anything was pushed, when the cell cannot run here.
     """
     label = check_runnable(target, scenario, handle)
+    budgets = hold_budgets(scenario.expect.fault, budgets)  # a timing fault's holds outlast no wait of ours
     result = CellResult(scenario.name, handle.key, str(handle.version), label, condition=scenario.condition)
     if condition is not None:
         result.observations["condition"] = dict(condition)
@@ -388,7 +392,41 @@ class CellRun:
                 raise
             self._timed_out(exc)
         self.done = self._final(finished=not self.extra)
+        if self.done.finished:
+            self.done = self._await_final_log(self.done)
         self._timings()
+
+    def _await_final_log(self, done: Done) -> Done:
+        """A job whose result reached Forgejo before its final log lines (a slow Forgejo holding the runner's last
+        UpdateLog) is judged on its complete log: watched up to ``final_log`` for the ``🏁`` line; a late arrival is
+        the report-only ``report-late``, one that never comes is judged as it is (``final-log-lost``)."""
+        statuses = tuple(v.job_status(i) for i, v in enumerate(done.views))
+        waiting = lateness.awaiting_final_log(done.views, statuses)
+        if not waiting:
+            return done
+        t0 = time.monotonic()
+        self.cell.notify(f"{self.cell.repo}: the job's result is in, its final log lines not yet: waiting up to "
+                         f"final_log={self.cell.budgets.final_log:g}s")
+
+        def look() -> Done:
+            return self._final(finished=True)
+
+        def complete(found: Done) -> bool:
+            return not lateness.awaiting_final_log(found.views, tuple(v.job_status(i)
+                                                                      for i, v in enumerate(found.views)))
+
+        try:
+            found = wait_for(f"the final log lines of {self.cell.repo}", "final_log", look, complete,
+                             budgets=self.cell.budgets, describe=lambda d: f"{len(d.views)} job views, no 🏁 line",
+                             wait=lambda _: 1.0)
+        except PollTimeout:
+            self.result.observations["final_log"] = {"waited": round(time.monotonic() - t0, 1), "arrived": False}
+            return look()
+        late = round(time.monotonic() - t0, 1)
+        self.result.observations["final_log"] = {"waited": late, "arrived": True}
+        self.result.observations["report_late"] = {"seconds": late, "step": lateness.FINAL_STEP, "final_log": True}
+        self.extra.append(lateness.final_log_late(late, waiting))
+        return found
 
     def _on_poll(self, tasks: tuple[Any, ...], view: JobView | None) -> None:
         poll = Poll(tasks, view)

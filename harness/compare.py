@@ -8,6 +8,7 @@ scenario is inconclusive, and so is the gate.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,6 +57,12 @@ class Cell:
     cache_per_repo_mb: float | None = None  # --warm-up: the cache server's growth per repository
     repos: int = 1  # --warm-up: the repositories the cell's workflow ran from
     late: str = ""  # report-late: ``24s in 'Post x'`` (the reports stood still this long, then resumed)
+    condition: str = ""  # --condition NAME the cell ran under ("" for none); never part of the runner key
+
+    @property
+    def row(self) -> str:
+        """The cell's row: its scenario, ``… under <condition>`` for a condition cell."""
+        return f"{self.scenario} under {self.condition}" if self.condition else self.scenario
 
     @property
     def passed(self) -> bool:
@@ -85,7 +92,7 @@ class Cell:
             cache_growth_mb=(obs.get("store_growth_mb") or {}).get("cache_server"),
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
             error=error, reason=reason, shared=bool(obs.get("shared_runner_with")),
-            failure_class=data.get("class") or None, late=_late(obs),
+            failure_class=data.get("class") or None, late=_late(obs), condition=str(data.get("condition") or ""),
             **_by_cache_state(verdict, obs),
         )
 
@@ -156,10 +163,10 @@ def load_baseline(path: Path) -> list[Cell]:
 
 
 def group(cells: Iterable[Cell]) -> dict[str, dict[str, list[Cell]]]:
-    """scenario → runner → cells (repeats)."""
+    """row (scenario, or ``scenario under condition``) → runner → cells (repeats)."""
     table: dict[str, dict[str, list[Cell]]] = defaultdict(lambda: defaultdict(list))
     for cell in cells:
-        table[cell.scenario][cell.runner].append(cell)
+        table[cell.row][cell.runner].append(cell)
     return table
 
 
@@ -220,7 +227,20 @@ def _summary(cells: Sequence[Cell]) -> str:
 
 
 def markdown_table(cells: Iterable[Cell]) -> str:
-    """The side-by-side table; rows whose outcomes differ between runners are marked ``◆``."""
+    """The side-by-side table, then one per condition (``### under <condition>``); rows whose outcomes differ
+    between runners are marked ``◆``."""
+    every = list(cells)
+    conditions = sorted({c.condition for c in every if c.condition})
+    text = _one_table([c for c in every if not c.condition])
+    for condition in conditions:
+        text += f"\n### under {condition}\n\n" + _one_table([c for c in every if c.condition == condition],
+                                                             strip=f" under {condition}")
+    return text
+
+
+def _one_table(cells: Sequence[Cell], strip: str = "") -> str:
+    if not cells:
+        return ""
     table = group(cells)
     runners = sorted({r for row in table.values() for r in row})
     head = "| scenario | " + " | ".join(runners) + " |\n|---|" + "---|" * len(runners) + "\n"
@@ -230,7 +250,7 @@ def markdown_table(cells: Iterable[Cell]) -> str:
         outcomes = {tuple(c.outcome for c in row[r]) for r in runners if r in row}
         mark = " ◆" if len(outcomes) > 1 else ""
         cols = [_summary(row[r]) if r in row else "n/a" for r in runners]
-        lines.append(f"| {scenario}{mark} | " + " | ".join(cols) + " |")
+        lines.append(f"| {scenario.removesuffix(strip)}{mark} | " + " | ".join(cols) + " |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -241,6 +261,7 @@ class GateFinding:
     scenario: str
     kind: str
     why: str
+    condition: str = ""  # the --condition of the compared cells ("" for none)
 
 
 def _no_evidence(version: str, cells: Sequence[Cell]) -> str | None:
@@ -294,10 +315,12 @@ def gate(cells: Iterable[Cell], baseline: str, candidate: str, gate_on: Sequence
     all is one inconclusive finding (scenario ``*``).
     """
     findings = []
-    for scenario, row in sorted(group(cells).items()):
-        base, cand = row.get(baseline, []), row.get(candidate, [])
+    for _row, by_runner in sorted(group(cells).items()):
+        base, cand = by_runner.get(baseline, []), by_runner.get(candidate, [])
         if base or cand:
-            findings.append(_classify(scenario, base, cand, baseline, candidate, gate_on))
+            first = (base or cand)[0]
+            found = _classify(first.scenario, base, cand, baseline, candidate, gate_on)
+            findings.append(dataclasses.replace(found, condition=first.condition))
     if not findings:
         findings.append(GateFinding("*", INCONCLUSIVE, f"no scenario ran on {baseline} or {candidate}: "
                                     "nothing was compared"))
@@ -329,6 +352,15 @@ def gate_failed(findings: Iterable[GateFinding]) -> bool:
     return any(f.kind == REGRESSION for f in findings)
 
 
+def _by_condition(findings: Sequence[GateFinding], kind: str, word: str) -> str:
+    """``regressed: a, b; regressed under slow: c``: the scenarios of one kind, the plain ones first."""
+    parts = []
+    for condition in sorted({f.condition for f in findings if f.kind == kind}):
+        names = ", ".join(f.scenario for f in findings if f.kind == kind and f.condition == condition)
+        parts.append(f"{word}{f' under {condition}' if condition else ''}: {names}")
+    return "; ".join(parts)
+
+
 def gate_verdict(findings: Sequence[GateFinding]) -> str:
     """``FAILED`` (a regression), else ``INCONCLUSIVE`` (some scenario without evidence), else ``passed``."""
     if gate_failed(findings):
@@ -342,9 +374,8 @@ def gate_line(findings: Sequence[GateFinding]) -> str:
     """The gate's last line: ``gate passed …``, ``gate FAILED …`` or ``gate INCONCLUSIVE …``."""
     verdict = gate_verdict(findings)
     if verdict == GATE_FAILED:
-        names = ", ".join(f.scenario for f in findings if f.kind == REGRESSION)
-        return f"gate FAILED (regressed: {names})"
+        return f"gate FAILED ({_by_condition(findings, REGRESSION, 'regressed')})"
     if verdict == GATE_INCONCLUSIVE:
-        names = ", ".join(f.scenario for f in findings if f.kind == INCONCLUSIVE)
-        return f"gate INCONCLUSIVE (no evidence for: {names}; an upgrade is not approved without it)"
+        return (f"gate INCONCLUSIVE ({_by_condition(findings, INCONCLUSIVE, 'no evidence for')}; an upgrade is not "
+                "approved without it)")
     return "gate passed (nothing regressed)"

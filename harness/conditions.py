@@ -13,9 +13,9 @@ line for the header). A condition cell expects what its scenario expects. Cells 
 condition; the condition is its own field of every record, never part of the runner key.
 
 The budgets that would fire before the condition's own times are raised for its cells: ``fault_quiet`` (the
-aftermath watch) and ``runner_stalled`` above the hold, and the lab's ``ZOMBIE_TASK_TIMEOUT`` above the longest
-silence of a runner that waits out the holds (two back to back), so that a runner that only waits is never
-stopped by the lab's own short zombie check.
+aftermath watch), ``runner_stalled`` and ``final_log`` above the hold, and the lab's ``ZOMBIE_TASK_TIMEOUT``
+above the longest silence of a runner that waits out the holds (two back to back), so that a runner that only
+waits is never stopped by the lab's own short zombie check.
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ class Condition:
     @property
     def hold(self) -> float:
         """Seconds one report (or answer) is held; 0 for the modes that do not hold."""
-        if self.fault is not None and self.fault.fault.mode in TIMING_MODES:
-            return self.fault.fault.delay
-        return 0.0
+        return hold_of(self.fault)
 
     def zombie_timeout(self) -> float | None:
         """The lab's ZOMBIE_TASK_TIMEOUT this condition needs at least (None: any)."""
@@ -74,11 +72,7 @@ class Condition:
 
     def budgets(self, budgets: Budgets) -> Budgets:
         """``budgets`` with those that would fire before the condition's own times raised."""
-        if not self.hold:
-            return budgets
-        return dataclasses.replace(budgets, fault_quiet=max(budgets.fault_quiet, self.hold + 30.0),
-                                   runner_stalled=max(budgets.runner_stalled, self.hold + 5.0),
-                                   fault_aftermath=max(budgets.fault_aftermath, 3 * self.hold + 60.0))
+        return hold_budgets(self.fault, budgets)
 
     def raised(self, budgets: Budgets) -> list[str]:
         """What :meth:`budgets` raised, for the header: ``runner_stalled 15→17s``."""
@@ -115,6 +109,23 @@ class Condition:
     def to_json(self) -> dict[str, Any]:
         """For records and the manifest: the name, what it does and its block (enough to repeat it)."""
         return {"name": self.name, "describe": self.describe(), "source": self.source, "block": dict(self.block)}
+
+
+def hold_of(fault: FaultSpec | None) -> float:
+    """Seconds a timing fault holds one report (or answer); 0 for none and for the modes that do not hold."""
+    return fault.fault.delay if fault is not None and fault.fault.mode in TIMING_MODES else 0.0
+
+
+def hold_budgets(fault: FaultSpec | None, budgets: Budgets) -> Budgets:
+    """``budgets`` with those that would fire before a timing fault's own times raised above its hold (a fault
+    scenario's or a condition's): the aftermath watch, the stall budget and the wait for the final log."""
+    hold = hold_of(fault)
+    if not hold:
+        return budgets
+    return dataclasses.replace(budgets, fault_quiet=max(budgets.fault_quiet, hold + 30.0),
+                               runner_stalled=max(budgets.runner_stalled, hold + 5.0),
+                               final_log=max(budgets.final_log, hold + 15.0),
+                               fault_aftermath=max(budgets.fault_aftermath, 3 * hold + 60.0))
 
 
 def parse(name: str, block: Any, source: str) -> Condition:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.forgejo.models import JobView, Status
-from harness.verdict import Verdict, Violation, zombie_stop
+from harness.verdict import JOB_RESULT_LINE, LAST_WORDS, Verdict, Violation, zombie_stop
 
 STALLED = "runner-stalled"
 LATE = "report-late"
+FINAL_STEP = "Complete job"  # where the final log lines are: the post steps and the 🏁 line
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,30 @@ def delivered(views: Sequence[JobView], statuses: Sequence[Status]) -> bool:
         if not status.done or zombie_stop(view, status) is not None:
             return False
     return True
+
+
+def awaiting_final_log(views: Sequence[JobView], statuses: Sequence[Status]) -> list[int]:
+    """The jobs whose result reached Forgejo while their final log lines (the runner's ``🏁  Job …`` line) have
+    not yet: done as success or failure, with log lines, no ``🏁`` line, no zombie stop, no last words. A slow
+    Forgejo shows this for as long as it holds the runner's last ``UpdateLog``; the judge waits for it."""
+    waiting = []
+    for i, view in enumerate(views):
+        status = statuses[i] if i < len(statuses) else view.job_status(i)
+        lines = view.log_lines()
+        if status not in (Status.SUCCESS, Status.FAILURE) or not lines:
+            continue
+        if any(JOB_RESULT_LINE.search(line.message) for line in lines) or lines[-1].message.strip() in LAST_WORDS:
+            continue
+        if zombie_stop(view, status) is None:
+            waiting.append(i)
+    return waiting
+
+
+def final_log_late(seconds: float, jobs: Sequence[int]) -> Violation:
+    """``report-late`` (report-only): the final log lines arrived ``seconds`` after the job's result."""
+    which = "" if list(jobs) == [0] else f" (jobs {', '.join(str(j) for j in jobs)})"
+    return Violation(LATE, f"reports late: the job's final log lines arrived {seconds:.1f}s after its result"
+                     f"{which} (during '{FINAL_STEP}'); judged on the complete log", "report")
 
 
 def finding(silence: Silence, views: Sequence[JobView], statuses: Sequence[Status]) -> Violation:

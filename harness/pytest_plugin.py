@@ -104,6 +104,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ACTIVE] = given
     if given:
         _settings(config, raw)
+        try:
+            _conditions(config)  # a bad condition file is a usage error before anything is collected
+        except ConfigError as exc:
+            raise pytest.UsageError(f"forgejo-runner-regress: {exc}") from None
 
 
 def _settings(cfg: pytest.Config, raw: dict[str, config.Setting] | None = None) -> config.Settings:

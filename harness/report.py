@@ -245,5 +245,6 @@ def summary_lines(report: SessionReport, candidate: str | None, golden: Path | N
         return []
     base = f"{report.baseline} (golden {golden})" if golden else str(report.baseline)
     lines = [f"upgrade gate: {base} → {candidate}"]
-    lines += [f"{f.kind:>14}: {f.scenario} — {f.why}" for f in report.findings]
+    lines += [f"{f.kind:>14}: {f.scenario}{f' under {f.condition}' if f.condition else ''} — {f.why}"
+              for f in report.findings]
     return [*lines, compare.gate_line(report.findings)]

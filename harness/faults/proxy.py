@@ -574,7 +574,9 @@ class FaultProxy:
                 self._record(Exchange(at, rpc, len(request.body), "dropped (the runner gave up after "
                                       f"{time.monotonic() - t0:.1f}s)", None, 0, time.monotonic() - t0, info))
                 return False
-            action = (f"delayed {timed.delay:g}s" if timed.mode == "delay" else f"held {timed.delay:g}s") + (
+            waited = time.monotonic() - t0
+            held = f"{timed.delay:g}s" if waited >= timed.delay else f"{waited:.1f}s (released early)"
+            action = (f"delayed {held}" if timed.mode == "delay" else f"held {held}") + (
                 " (the runner gave up meanwhile)" if gone else "")
         if not self._flowing.is_set():
             action = "held"

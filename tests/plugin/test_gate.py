@@ -52,8 +52,9 @@ class FakeVerdict:
 
 
 class FakeResult:
-    def __init__(self, scenario, key, answer, bug=None):
+    def __init__(self, scenario, key, answer, bug=None, condition=""):
         self.scenario, self.runner_key, self.version, self.label = scenario, key, key, f"regress-{key}-native"
+        self.condition = condition
         self.known_bug = bug if bug is not None and bug.applies(Version.parse(key)) else None
         self.rule = {"stale": "stale-action", "lost": "runner-stalled"}.get(answer, RULE)
         self.klass = {"stale": "stale-action", "lost": "finalization-lost"}.get(answer)
@@ -68,7 +69,8 @@ class FakeResult:
             else None
 
     def to_json(self):
-        return {"scenario": self.scenario, "runner": self.runner_key, "version": self.version, "label": self.label,
+        return {"scenario": self.scenario, "runner": self.runner_key, "condition": self.condition,
+                "version": self.version, "label": self.label,
                 "outcome": str(self.outcome), "reason": self.reason, "passed": self.outcome is Outcome.PASS,
                 "error": self.error, "selfcheck_problem": None,
                 "verdict": self.verdict.to_json() if self.verdict else None, "timings": self.timings,
@@ -81,12 +83,13 @@ class FakeResult:
 
 
 def fake_run_cell(target, scenario, handle, out, **kwargs):
-    answer = TABLE.get(f"{scenario.name}@{handle.key}", "pass")
+    under = f"/{scenario.condition}" if scenario.condition else ""
+    answer = TABLE.get(f"{scenario.name}@{handle.key}{under}", "pass")
     if answer == "die":
         raise RuntimeError("the fixture died before the cell wrote its record")
     if answer == "not-runnable":
         raise NotRunnable("needs a Docker engine; none answered and none could be started")
-    return FakeResult(scenario.name, handle.key, answer, scenario.expect.known_bug)
+    return FakeResult(scenario.name, handle.key, answer, scenario.expect.known_bug, scenario.condition)
 
 ''' + STUB_LAB
 
@@ -323,3 +326,48 @@ def test_a_late_success_on_both_versions_is_no_regression(project, pytester):
     result.stdout.fnmatch_lines(["*XPASS(strict)*known bug on runner >=12.0.0*"])
     result.stdout.fnmatch_lines(["gate passed (nothing regressed)"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+SLOW_FORGEJO = """\
+about: a reverse proxy in front of a slow Forgejo
+fault:
+  mode: abort-upstream
+  delay: 12
+  at: {log: "⭐ Run Post"}
+"""
+
+
+def test_a_condition_multiplies_the_regression_scenarios_and_its_regression_is_named_with_it(project, pytester):
+    """--condition: native-checkout passes on both as it is and under the condition on 11.3.1, fails under it on
+    12.1.2: the condition's own table and ``regressed under slow: native-checkout``; the plain row stays the same."""
+    (pytester.path / "slow.yml").write_text(SLOW_FORGEJO)
+    result = project({"native-checkout@12.1.2/slow": "fail"}, *GATE, f"--condition=slow={pytester.path / 'slow.yml'}",
+                     "-k", "native-checkout", "-v")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*condition slow (*slow.yml): fault abort-upstream 12s from job-log line '⭐ Run Post' "
+                                 "reported; a reverse proxy in front of a slow Forgejo; raised for its cells: *"])
+    result.stdout.fnmatch_lines(["*test_scenario[[]native-checkout-12.1.2@slow[]] FAILED*"])
+    result.stdout.fnmatch_lines(["*same: native-checkout — passes on both",
+                                 "*regression: native-checkout under slow — 11.3.1 passed, 12.1.2 failed*",
+                                 "gate FAILED (regressed under slow: native-checkout)"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    records = json.loads((run_dir(pytester) / "report.json").read_text())
+    assert sorted((r["runner"], r["condition"], r["outcome"]) for r in records) == [
+        ("11.3.1", "", "pass"), ("11.3.1", "slow", "pass"), ("12.1.2", "", "pass"), ("12.1.2", "slow", "fail")]
+    assert {f["condition"] for f in gate_json(pytester)["findings"]} == {"", "slow"}
+    md = (run_dir(pytester) / "report.md").read_text()
+    assert "### under slow" in md and md.count("| native-checkout") == 2
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("fault: {mode: delay, delay: 3, at: {first_report: true}, expect: {12.1.2: finalization-lost}}\n",
+     "takes no expect"),
+    ("fault: {mode: delay, delay: 3, at: {first_report: true}}\nslow_actions: {delay: 2}\n", "exactly one of"),
+    ("[not, a, mapping]\n", "not a YAML mapping"),
+])
+def test_a_bad_condition_is_a_usage_error_naming_the_file(project, pytester, text, says):
+    (pytester.path / "bad.yml").write_text(text)
+    result = project({}, "-m", "regression", f"--condition=bad={pytester.path / 'bad.yml'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--condition bad=*bad.yml: *{says}*"])
+    assert "Traceback" not in result.stderr.str()

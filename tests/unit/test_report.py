@@ -109,7 +109,7 @@ def test_gate_passed_and_nothing_else_failed_is_ok(tmp_path):
     assert done.exit_status == EXIT_OK and done.gate_line == "gate passed (nothing regressed)"
     gate = json.loads((tmp_path / "gate.json").read_text())
     assert gate["verdict"] == "passed" and gate["findings"] == [
-        {"scenario": "native-checkout", "kind": SAME, "why": "passes on both"}]
+        {"scenario": "native-checkout", "kind": SAME, "why": "passes on both", "condition": ""}]
 
 
 def test_gate_passed_never_hides_an_unrelated_failure(tmp_path):
