@@ -409,3 +409,40 @@ def test_gate_fixed_names_the_baselines_failure():
     assert findings[0].why == (f"fails on {BASE} [stale-action], passes on {CAND} ({BASE}: [stale-action] phase C: "
                                "job log 'some refs were not updated', then …)")
     assert gate_verdict(findings) == GATE_PASSED
+
+
+# -- conditions ------------------------------------------------------------------------------------------
+
+
+def test_a_condition_is_its_own_row_table_and_gate_finding_never_the_runner_key():
+    plain = [cell(runner=BASE), cell(runner=CAND)]
+    slow = [replace(cell(runner=BASE), condition="slow"),
+            replace(cell(runner=CAND, outcome=F, violations=["runner-stalled"]), condition="slow",
+                    failure_class="finalization-lost")]
+    findings = gate([*plain, *slow], BASE, CAND)
+    assert [(f.scenario, f.condition, f.kind) for f in findings] == [
+        ("native-checkout", "", SAME), ("native-checkout", "slow", REGRESSION)]
+    assert gate_line(findings) == "gate FAILED (regressed under slow: native-checkout)"
+    table = markdown_table([*plain, *slow])
+    first, _, under = table.partition("\n### under slow\n")
+    assert "| native-checkout | pass" in first and "FAIL" not in first
+    assert "| native-checkout ◆ | pass" in under and "FAIL [finalization-lost]" in under
+    assert {c.runner for c in slow} == {BASE, CAND}
+
+
+def test_the_gate_line_names_plain_and_conditioned_regressions_apart():
+    cells = [cell("a", BASE), cell("a", CAND, F), replace(cell("b", BASE), condition="slow"),
+             replace(cell("b", CAND, F), condition="slow"), replace(cell("a", BASE), condition="slow"),
+             replace(cell("a", CAND, F), condition="slow")]
+    assert gate_line(gate(cells, BASE, CAND)) == "gate FAILED (regressed: a; regressed under slow: a, b)"
+
+
+def test_a_record_s_condition_and_late_reports_are_read():
+    record = {"scenario": "native-checkout", "runner": CAND, "condition": "slow", "outcome": "pass",
+              "verdict": {"job": "success", "violations": [{"rule": "report-late", "severity": "report"}]},
+              "observations": {"report_late": {"seconds": 10.7, "step": "Complete job"}}}
+    parsed = Cell.from_json(record)
+    assert (parsed.condition, parsed.row, parsed.late) == ("slow", "native-checkout under slow",
+                                                           "10.7s in 'Complete job'")
+    assert "| pass reports late 10.7s in 'Complete job' job=success" in markdown_table([parsed])
+    assert Cell.from_json({**record, "condition": None}).condition == ""
