@@ -9,7 +9,7 @@ import pytest
 
 from harness import lateness
 from harness.bundle_class import classify_bundle
-from harness.classify import classify, Inputs
+from harness.classify import Inputs, classify
 from harness.forgejo.models import JobView, Status, Task
 from harness.scenarios import load
 from harness.verdict import Observation, Violation, judge
