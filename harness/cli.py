@@ -55,6 +55,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     labs.lab_dir_for(args.lab)  # a bad id is refused before anything is created
     if args.actions_url:
         args.actions_url = config.check_actions_url(args.actions_url, "--actions-url", seeded=bool(args.seed_action))
+    if args.zombie_timeout:
+        args.zombie_timeout = config.check_zombie_timeout(args.zombie_timeout.strip(), "lab up")
     labs_dir().mkdir(parents=True, exist_ok=True)
     # the lock a pytest session takes too; `lab prune` leaves a locked lab alone (and removes stale locks)
     with FileLock(str(labs_dir() / f"{args.lab}.lock")):
@@ -68,11 +70,15 @@ def _up(args: argparse.Namespace) -> int:
         problem = existing.healthy()
         wanted = {str(v) for v in _versions(args.runner_version, "forgejo-runner")}
         same_actions = existing.forgejo.actions_url == (args.actions_url or "self")
-        if problem is None and wanted <= set(existing.runners) and same_actions:
+        zombie = _zombie(args)
+        same_zombie = existing.forgejo.zombie.zombie_timeout == zombie.zombie_timeout
+        if problem is None and wanted <= set(existing.runners) and same_actions and same_zombie:
             _print(f"reusing the healthy lab {args.lab}")
             return _show(existing, args.json)
-        why = problem or ("other runner versions requested" if same_actions else
-                          f"actions URL {existing.forgejo.actions_url} there, {args.actions_url or 'self'} requested")
+        why = problem or ("other runner versions requested" if same_actions and same_zombie else
+                          f"actions URL {existing.forgejo.actions_url} there, {args.actions_url or 'self'} requested"
+                          if not same_actions else f"ZOMBIE_TASK_TIMEOUT {existing.forgejo.zombie.zombie_timeout} "
+                          f"there, {zombie.zombie_timeout} requested")
         _print(f"replacing lab {args.lab}: {why}")
         with existing:  # down on exit: what it leaves is raised (a new boot would collide with it)
             pass
@@ -83,8 +89,13 @@ def _up(args: argparse.Namespace) -> int:
     specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v, explicit=explicit))  # type: ignore[arg-type]
              for v in _versions(args.runner_version, "forgejo-runner")]
     lab = labs.boot(args.lab, forgejo, specs, capacity=args.capacity, seed_sources=parse_seed_option(args.seed_action),
-                    zombie=ZombieSettings(), actions_url=args.actions_url, notify=_print)
+                    zombie=_zombie(args), actions_url=args.actions_url, notify=_print)
     return _show(lab, args.json)
+
+
+def _zombie(args: argparse.Namespace) -> ZombieSettings:
+    """The lab's zombie settings: ``--zombie-timeout`` when given, else the lab's own (30s)."""
+    return ZombieSettings(zombie_timeout=args.zombie_timeout) if args.zombie_timeout else ZombieSettings()
 
 
 def _show(lab: labs.Lab, as_json: bool) -> int:
@@ -98,6 +109,8 @@ def _show(lab: labs.Lab, as_json: bool) -> int:
     _print(f"  token file {fj['token_file']} (user {fj['user']}, password file {fj['password_file']})")
     if fj.get("actions_url", "self") != "self":
         _print(f"  actions from {fj['actions_url']} (DEFAULT_ACTIONS_URL; nothing seeded)")
+    zombie = fj.get("zombie") or {}
+    _print(f"  ZOMBIE_TASK_TIMEOUT {zombie.get('timeout', '?')} (cron {zombie.get('cron', '?')})")
     if data["engine"]:
         e = data["engine"]
         whose = f"ours, pid {e['pid']}" if e["ours"] else "the user's"
@@ -290,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--capacity", type=int, default=2)
     up.add_argument("--actions-url", metavar="URL", help="the runners fetch every action from URL (Forgejo's "
                     "DEFAULT_ACTIONS_URL; nothing is seeded), e.g. a mirror forge")
+    up.add_argument("--zombie-timeout", metavar="DURATION", help="the lab Forgejo's ZOMBIE_TASK_TIMEOUT (a Go "
+                    "duration; default 30s, Forgejo's own 10m); a lab with another one is replaced")
     for p in (up, lab_sub.add_parser("status", help="Show the lab (exit 1 when unhealthy)."),
               lab_sub.add_parser("down", help="Stop and remove everything the lab started.")):
         p.add_argument("--lab", default=DEFAULT_LAB, help="Lab id (default: %(default)s).")

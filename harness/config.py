@@ -340,12 +340,22 @@ def _existing(r: _Raw, env: Mapping[str, str], axes: Mapping[str, Any]) -> dict[
             "runner_stall_command": r.get("runner-stall-command") or None}
 
 
+def check_zombie_timeout(value: str, where: str) -> str:
+    """A ``--zombie-timeout`` value (a Go duration), as the pytest option and ``lab up`` take it.
+
+    Raises:
+        ConfigError: not a Go duration.
+    """
+    if not GO_DURATION.fullmatch(value):
+        raise ConfigError(f"--zombie-timeout {value!r} ({where}): a Go duration such as 30s or 10m")
+    return value
+
+
 def _zombie_timeout(r: _Raw) -> str | None:
     value = str(r.get("zombie-timeout") or "").strip()
     if not value:
         return None
-    if not GO_DURATION.fullmatch(value):
-        raise ConfigError(f"--zombie-timeout {value!r} ({r.where('zombie-timeout')}): a Go duration such as 30s or 10m")
+    check_zombie_timeout(value, r.where("zombie-timeout"))
     if r.get("forgejo-url"):
         raise ConfigError(f"--zombie-timeout ({r.where('zombie-timeout')}) sets the lab Forgejo's app.ini; an existing "
                           "instance (--forgejo-url) has its own")

@@ -36,3 +36,11 @@ def test_lab_up_refuses_a_bad_actions_url_before_anything_starts(tmp_path, monke
     both = cli("up", "--lab", "never", "--actions-url", "http://127.0.0.1:1/", "--seed-action", "a/b=/tmp")
     assert both.returncode == 2 and "--actions-url and --seed-action exclude each other" in both.stderr
     assert not (tmp_path / "labs" / "never").exists()
+
+
+def test_lab_up_refuses_a_bad_zombie_timeout_before_anything_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGRESS_CACHE_DIR", str(tmp_path))
+    proc = cli("up", "--lab", "never", "--zombie-timeout", "soon")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--zombie-timeout 'soon' (lab up): a Go duration such as 30s or 10m" in proc.stderr
+    assert not (tmp_path / "labs" / "never").exists()
