@@ -553,10 +553,12 @@ class CellRun:
             observed = result.observations.setdefault("fault", {})
             observed.update({"class": cell_class(result), "expected_class": None,
                              "rests_on": spec.rests_on.get(result.version) or spec.rests_on.get(result.runner_key)})
-            if not observed.get("fired") and not result.error:
-                result.error = (f"the fault's trigger ({spec.trigger.describe()}) never came: nothing was injected, so "
-                                f"this cell says nothing about runner {result.runner_key} under "
-                                f"{spec.fault.describe()}")
+            why = ("never came: nothing was injected" if not observed.get("fired") else
+                   "came after the runner's last report: no request was held, dropped or answered"
+                   if observed.get("affected_requests") == 0 else "")
+            if why and not result.error:
+                result.error = (f"the fault's trigger ({spec.trigger.describe()}) {why}, so this cell says nothing "
+                                f"about runner {result.runner_key} under {spec.fault.describe()}")
                 result.classification = classify(Inputs(result.verdict, error=result.error))
             return
         expected = spec.expected_for(result.runner_key, result.version)

@@ -219,6 +219,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     version = Version.key(args.runner_version) if args.runner_version else bundle.runner_version
     given = {"forgejo-version": args.forgejo_version, "runner-binary": args.runner_binary,
              "seed-action": args.seed_action, "runner-config": args.runner_config, "actions-url": args.actions_url,
+             "condition": args.condition,
              "warm-up-repos": args.warm_up_repos, "no-warm-up": args.no_warm_up}
     values = rerun_values(bundle, given)
     if not args.forgejo_version and bundle.forgejo_version not in binaries.available("forgejo"):
@@ -327,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--runner-config", action="append", metavar="NAME=FILE",
                        help="default: the bundle's config axis (its runner-config-overrides.yaml)")
     rerun.add_argument("--actions-url", metavar="URL", help="default: the bundle's actions URL, if any")
+    rerun.add_argument("--condition", action="append", metavar="NAME=FILE",
+                       help="default: the bundle's condition (its condition.yml), if it ran under one")
     rerun.add_argument("--warm-up-repos", metavar="K", help="default: the bundle's, when it was a --warm-up cell "
                        "(K-1 warm-up runs, then the measured one, on the same runner)")
     rerun.add_argument("--no-warm-up", action="store_true", help="re-run a --warm-up cell cold, without warm-up runs")

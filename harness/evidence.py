@@ -189,6 +189,7 @@ def rerun_command(manifest: Mapping[str, Any]) -> str:
     if o.get("actions_url"):
         words.append(f"--actions-url={o['actions_url']}")
     words += [f"--runner-without={version}={tool}" for tool in o.get("runner_without") or ()]
+    words += [f"--condition={name}={bundle}/{file}" for name, file in (o.get("condition") or {}).items()]
     return " ".join(shlex.quote(w) for w in words)
 
 

@@ -633,15 +633,17 @@ def _condition_lines(cfg: pytest.Config) -> list[str]:
     except (ConfigError, pytest.UsageError):
         return []  # said as the usage error at collection
     lines = []
-    zombie = raised_zombie(ZombieSettings(zombie_timeout=_settings(cfg).zombie_timeout or "30s"), found.values())
+    given = ZombieSettings(zombie_timeout=_settings(cfg).zombie_timeout or "30s")
+    zombie = raised_zombie(given, found.values())
+    if zombie != given and not _settings(cfg).existing:
+        needs = max(found.values(), key=lambda c: c.zombie_timeout() or 0.0)
+        lines.append(f"  the lab's ZOMBIE_TASK_TIMEOUT is raised from {given.zombie_timeout} to {zombie.zombie_timeout} "
+                     f"for condition {needs.name} (a waiting runner's longest silence, two holds, + 30s)")
     for condition in found.values():
         raised = condition.raised(BUDGETS)
         lines.append(f"  condition {condition.name} ({condition.source}): {condition.describe()}"
                      + (f"; {condition.about}" if condition.about else "")
                      + (f"; raised for its cells: {', '.join(raised)}" if raised else ""))
-        if condition.zombie_timeout() is not None and not _settings(cfg).existing:
-            lines.append(f"  condition {condition.name}: the lab's ZOMBIE_TASK_TIMEOUT is {zombie.zombie_timeout} "
-                         f"(a waiting runner's longest silence is two holds: {2 * condition.hold:g}s)")
         not_applied = []
         for scenario in scenarios:
             if scenario.expect.marker != "regression":

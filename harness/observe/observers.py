@@ -633,6 +633,8 @@ class FaultInjection(Quiet):
                                        "proxy": self.proxy.url, "fired": fired is not None}
         behaviour = None
         if fired is not None:
+            observation["affected_requests"] = sum(1 for e in self.proxy.since(fired)
+                                                   if e.at <= released and e.action != "forwarded")
             behaviour, why = self._aftermath(fired, released)
             observation.update({
                 "fired_at": fired, "released_at": released, "time_to_verdict": round(verdict_at - fired, 1),

@@ -16,6 +16,7 @@ from harness.cell import CellResult, CellRun, NotRunnable, check_runnable
 from harness.classify import Classification
 from harness.forgejo.models import Status
 from harness.observe.base import CellScope
+from harness.outcome import Outcome
 from harness.scenarios import Expect, KnownBug, Phase, Scenario
 from harness.target import RunnerHandle
 from harness.verdict import Verdict, Violation
@@ -167,3 +168,30 @@ def test_expect_fault_class_leaves_cells_without_a_fault_or_a_verdict_alone():
         assert run.result.selfcheck_problem is None
         assert "fault_expected" not in run.result.observations
         assert run.result.observations.get("fault") == {"fired": True}
+
+
+CONDITION = Expect.parse({"kind": "native", "marker": "faults", "fault": {
+    "mode": "abort-upstream", "delay": 12, "at": {"log": "⭐ Run Post"}}}, "e")
+
+
+@pytest.mark.parametrize(("observed", "says"), [
+    ({}, "never came: nothing was injected"),
+    ({"fired": True, "affected_requests": 0}, "came after the runner's last report: no request was held, dropped "
+                                              "or answered"),
+])
+def test_a_condition_whose_fault_touched_nothing_is_inconclusive(observed, says):
+    run = fault_run(fired=False, cls="unexplained", expect=CONDITION)
+    run.result.observations["fault"] = dict(observed)
+    run.expect_fault_class()
+    assert run.result.outcome is Outcome.INCONCLUSIVE and says in (run.result.error or "")
+    assert "says nothing about runner 12.1.2 under abort-upstream 12s" in (run.result.error or "")
+    assert run.result.classification is not None and run.result.classification.name == "inconclusive"
+
+
+def test_a_condition_whose_fault_held_reports_is_judged_on_the_scenario_s_expectation():
+    run = fault_run(fired=True, cls="finalization-lost", expect=CONDITION)
+    run.result.observations["fault"]["affected_requests"] = 6
+    run.expect_fault_class()
+    assert run.result.error is None and run.result.outcome is Outcome.FAIL  # the failing verdict decides
+    assert run.result.observations["fault"]["expected_class"] is None
+    assert "fault_expected" not in run.result.observations

@@ -34,7 +34,7 @@ def test_every_shipped_condition_parses_and_applies_to_the_report_s_three_scenar
 
 def test_a_fault_condition_puts_its_fault_and_known_bug_on_the_scenario() -> None:
     condition = conditions.load("ci", EXAMPLES / "slow-forgejo-ci.yml")
-    assert condition.describe() == "fault abort-upstream 12s from job-log line '⭐ Run Post' reported"
+    assert condition.describe() == "fault abort-upstream 12s from first UpdateLog of the task ('Set up job')"
     under = condition.apply(load("native-checkout"))
     fault = under.expect.fault
     assert fault is not None and not fault.decides_class and fault.runner_env == {"FORGEJO_CLIENT_TIMEOUT": "5"}

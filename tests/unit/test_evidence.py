@@ -61,3 +61,8 @@ def test_tools_are_probed_in_the_given_environment(tmp_path):
     assert env["node"] is None  # not on that PATH: the runner's jobs would not find it either
     assert environment()["tools_probed_in"] == "the test process's environment"
     assert os.environ.get("PATH") != str(tool_dir)
+
+
+def test_rerun_command_of_a_condition_cell_repeats_the_condition():
+    manifest = {"bundle_dir": "/b", "rerun": {"runner_version": "12.1.2", "condition": {"slowci": "condition.yml"}}}
+    assert rerun_command(manifest).endswith("--runner-version=12.1.2 --condition=slowci=/b/condition.yml")
