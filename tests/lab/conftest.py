@@ -29,3 +29,11 @@ def newest_forgejo() -> binaries.Binary:
 @pytest.fixture
 def runner_binaries() -> list[binaries.Binary]:
     return [resolve_or_skip("forgejo-runner", v) for v in RUNNERS]
+
+
+@pytest.fixture(scope="module")
+def binaries_present() -> None:
+    """Both runner versions and Forgejo 13.0.5 are in the bin dir (else the test is skipped naming what is missing)."""
+    for v in RUNNERS:
+        resolve_or_skip("forgejo-runner", v)
+    resolve_or_skip("forgejo", Version(13, 0, 5))

@@ -13,8 +13,6 @@ import pytest
 
 from harness.lab.lab import Lab, lab_dir_for
 
-from .conftest import RUNNERS, resolve_or_skip
-
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,15 +25,6 @@ def run_pytest(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) 
     if problems:  # repeated at the end: assertion messages keep only the tail of the output
         proc.stdout = proc.stdout + "\n(problems seen above:)\n" + "\n".join(problems[:20])
     return proc
-
-
-@pytest.fixture(scope="module")
-def binaries_present():
-    for v in RUNNERS:
-        resolve_or_skip("forgejo-runner", v)
-    from harness.versions import Version
-
-    resolve_or_skip("forgejo", Version(13, 0, 5))
 
 
 def test_gate_exits_zero_when_nothing_regressed(binaries_present, tmp_path):
