@@ -6,7 +6,7 @@ keeps 11.x's work trees beside its bare clones, and never reads them), else 11.x
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,7 @@ def read_clones(workdir: Path) -> tuple[list[Clone], str | None]:
     found = [read_clone(p) for p in clones.clone_dirs(workdir)]
     who = owner(found)
     if who == "12.x":
-        found = [Clone(**{**c.__dict__, "used_by_owner": False}) if c.kind == clones.V11_WORKTREE else c
-                 for c in found]
+        found = [replace(c, used_by_owner=False) if c.kind == clones.V11_WORKTREE else c for c in found]
     return found, who
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 import tarfile
@@ -61,3 +62,14 @@ def test_a_broken_file_is_one_line_naming_it(upgrade_db, mangle, message):
     with pytest.raises(BoltError) as caught:
         BoltFile(upgrade_db).items(b"Cache")
     assert message in str(caught.value) and str(upgrade_db) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_branch_pages_a_nested_bucket_and_an_overflow_value(tmp_path):
+    path = tmp_path / "bbolt-format.db"
+    path.write_bytes(gzip.decompress((DATA / "bbolt-format.db.gz").read_bytes()))
+    db = BoltFile(path)
+    items = db.items(b"Cache")
+    assert sorted(int(k) for k, _v in items) == list(range(1, 2001))
+    assert json.loads(dict(items)[b"1234"])["cacheSize"] == 1234
+    assert db.buckets(b"Cache") == [b"nested"]
+    assert db.items(b"Cache", b"nested") == [(b"big", b"x" * 10000), (b"small", b"y")]
