@@ -39,6 +39,7 @@ class Budgets:
     api_write: float = 30.0  # one write call to Forgejo (create repo, commit, dispatch) retried after transient failures
     dispatch_lookup: float = 10.0  # Forgejo 11 only: a lost dispatch's run showing up as a task before we dispatch again
     action_push: float = 60.0  # one git command on a phased cell's action copy (push to Forgejo, commit, tag)
+    upstream_git: float = 120.0  # diagnose --check-upstream: one git ls-remote or fetch of a clone's remote
     prepare_step: float = 1800.0  # one `lab prepare` build step (debootstrap, go install)
     setup_cold: float = 60.0  # default "Set up job" budget, cold action cache
     setup_warm: float = 20.0  # default "Set up job" budget, warm action cache

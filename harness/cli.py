@@ -1,4 +1,5 @@
-"""A small CLI for what is useful outside pytest: ``lab prepare|up|status|down``, ``rerun``, ``bisect``."""
+"""A small CLI for what is useful outside pytest: ``lab prepare|up|status|down``, ``rerun``, ``bisect``,
+``classify``, ``diagnose``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from filelock import FileLock, Timeout
 
@@ -290,6 +292,42 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """A runner's stores: sizes, clones, cache entries, findings with their clean-up (exit 1 when any)."""
+    from harness.diagnose import diagnose
+    from harness.diagnose import layout as layouts
+    from harness.diagnose.render import as_json, text
+
+    dirs = {"--workdir": args.workdir, "--cache-dir": args.cache_dir}
+    if args.config:
+        given = [name for name, value in dirs.items() if value]
+        if given:
+            raise HarnessError(f"diagnose: --config and {' '.join(given)} exclude each other (the config names the "
+                               "stores; --home may go with it)")
+        where = layouts.from_config(Path(args.config), Path(args.cwd) if args.cwd else None,
+                                    Path(args.home) if args.home else None)
+    else:
+        missing = [name for name, value in {**dirs, "--home": args.home}.items() if not value]
+        if len(missing) == 3:
+            raise HarnessError("diagnose: give --config FILE (a runner's config), or --workdir DIR --cache-dir DIR "
+                               "--home DIR")
+        if missing:
+            raise HarnessError(f"diagnose: {' '.join(missing)} missing (without --config, give --workdir, --cache-dir "
+                               "and --home)")
+        if args.cwd:
+            raise HarnessError("diagnose: --cwd goes with --config (relative paths of the config resolve against it)")
+        where = layouts.from_dirs(Path(args.workdir), Path(args.cache_dir), Path(args.home))
+    found = diagnose(where, check_upstream=args.check_upstream)
+    print(as_json(found) if args.json else text(found), flush=True)
+    return found.exit_code
+
+
+def _diagnose_usage_error(message: str) -> NoReturn:
+    """diagnose's usage errors: one line, exit 2."""
+    print(f"error: diagnose: {message} (python -m harness diagnose --help)", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -341,11 +379,31 @@ def build_parser() -> argparse.ArgumentParser:
     bis.add_argument("--versions", default="", help="Comma list of versions between good and bad.")
     bis.add_argument("--scenario", required=True)
     bis.add_argument("--forgejo-version")
+    diag = sub.add_parser("diagnose",
+                          help="A runner's stores: sizes, action clones, cache entries, what to clean (read-only).",
+                          description="Read a runner's stores and say what to clean, with the commands to copy (never "
+                          "run). Exit 0: nothing to clean; 1: something to clean; 2: bad input.")
+    diag.add_argument("--config", metavar="FILE", help="the runner's config (its defaults apply where a key is absent)")
+    diag.add_argument("--cwd", metavar="DIR", help="the runner's working directory: relative paths of the config "
+                      "resolve against it (default: the config's directory)")
+    diag.add_argument("--workdir", metavar="DIR", help="host.workdir_parent (action clones, tool cache)")
+    diag.add_argument("--cache-dir", metavar="DIR", help="cache.dir (the cache server's bolt.db and cache/)")
+    diag.add_argument("--home", metavar="DIR", help="the runner's HOME (default with --config: $HOME)")
+    diag.add_argument("--json", action="store_true", help="one JSON document: checks, stores, clones, cache_entries, "
+                      "upstream, findings")
+    diag.add_argument("--check-upstream", action="store_true", help="online: git ls-remote of each clone's remote; "
+                      "a tag whose cached commit is not the remote's, and whether the remote's descends from it")
+    diag.error = _diagnose_usage_error  # type: ignore[method-assign]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "diagnose":
+            _diagnose_usage_error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "prepare": cmd_prepare, "list": cmd_list,
                 "prune": cmd_prune}
     try:
@@ -355,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bisect(args)
         if args.command == "classify":
             return cmd_classify(args)
+        if args.command == "diagnose":
+            return cmd_diagnose(args)
         return handlers[args.lab_command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STORES = ("cache_server", "tool_cache", "action_clones", "home")
@@ -24,10 +24,11 @@ _CLONE_DIR = re.compile(r"[0-9a-f]{2}")
 
 @dataclass(frozen=True)
 class StoreSize:
-    """Bytes and entries (files) of one store."""
+    """Bytes and entries (files) of one store, and the newest file's mtime (epoch seconds; 0 when empty)."""
 
     bytes: int
     entries: int
+    newest: float = field(default=0.0, compare=False)
 
     @property
     def mb(self) -> float:
@@ -35,13 +36,20 @@ class StoreSize:
         return self.bytes / 1e6
 
     def __add__(self, other: StoreSize) -> StoreSize:
-        return StoreSize(self.bytes + other.bytes, self.entries + other.entries)
+        return StoreSize(self.bytes + other.bytes, self.entries + other.entries, max(self.newest, other.newest))
 
 
-def measure(path: Path) -> StoreSize:
-    """Size of every regular file under ``path`` (0 when missing); symlinks are not followed."""
+def measure(path: Path, exclude: tuple[Path, ...] = ()) -> StoreSize:
+    """Size of every regular file under ``path`` (0 when missing); symlinks are not followed.
+
+    ``exclude``: directories left out (another store nested in this one, e.g. the action cache inside HOME).
+    """
     total = count = 0
-    for root, _dirs, files in os.walk(path):
+    newest = 0.0
+    skip = {os.path.abspath(p) for p in exclude}
+    for root, dirs, files in os.walk(path):
+        if skip:
+            dirs[:] = [d for d in dirs if os.path.abspath(os.path.join(root, d)) not in skip]
         for name in files:
             try:
                 st = os.lstat(os.path.join(root, name))
@@ -49,7 +57,8 @@ def measure(path: Path) -> StoreSize:
                 continue
             total += st.st_size
             count += 1
-    return StoreSize(total, count)
+            newest = max(newest, st.st_mtime)
+    return StoreSize(total, count, newest)
 
 
 def action_clones(workdir: Path) -> StoreSize:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.observe import cache as cache_obs
+from harness.runners import clones
 from harness.runners.binaries import Binary
 from harness.runners.process import LabRunner
 
@@ -34,13 +35,7 @@ def upgrade_in_place(runner: LabRunner, binary: Binary) -> str:
 
 
 def _kind(path: Path) -> str:
-    if (path / ".git").is_dir():
-        return "clone (work tree)"  # 11.x: one per uses: string
-    if (path / ".git").is_file():
-        return "git worktree"
-    if (path / "HEAD").is_file() and (path / "objects").is_dir():
-        return "bare clone"  # 12.x: one per URL
-    return "other"
+    return clones.LABELS[clones.kind(path)]  # 11.x: a work tree per uses: string; 12.x: a bare clone per URL
 
 
 def _mb(path: Path) -> float:
@@ -56,8 +51,8 @@ def store_inventory(runner: LabRunner) -> dict[str, Any]:
         if not (first.is_dir() and len(first.name) == 2):
             continue
         for entry in sorted(p for p in first.iterdir() if p.is_dir()):
-            git_dir = entry / ".git" if (entry / ".git").is_dir() else entry
-            tags = sorted(p.name for p in (git_dir / "refs" / "tags").glob("*")) if (git_dir / "refs").is_dir() else []
+            git_dir = clones.git_dir(entry)
+            tags = sorted(clones.tags(git_dir)) if git_dir is not None else []  # loose and packed-refs
             entries.append({"path": str(entry.relative_to(workdir)), "kind": _kind(entry), "mb": _mb(entry),
                             "tags": tags})
     store = cache_obs.measure(runner.cache_dir)

@@ -1,4 +1,6 @@
-"""--warm-up on a real lab: cold then warm on one runner, and the cache store growing by one copy per repository."""
+"""--warm-up on a real lab: cold then warm on one runner, and the cache store growing by one copy per repository;
+before the session's lab is torn down, ``diagnose`` on the runner's real stores names the cache server's entries per
+repository and setup-qemu's image saved once per repository (tests/lab/diagnose_at_teardown.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ pytestmark = [pytest.mark.lab, pytest.mark.docker]
 def test_warm_up_measures_cold_and_warm_and_the_growth_per_repository(tmp_path):
     resolve_or_skip("forgejo-runner", Version(12, 1, 2))
     resolve_or_skip("forgejo", Version(13, 0, 5))
+    diagnosed = tmp_path / "diagnose"
     proc = run_pytest("-m", "regression", "-k", "qemu-buildx or native-checkout", "--runner-version", "12.1.2",
-                      "--warm-up", "--evidence", "always", "--evidence-dir", str(tmp_path))
+                      "--warm-up", "--evidence", "always", "--evidence-dir", str(tmp_path),
+                      "-p", "tests.lab.diagnose_at_teardown", env={"REGRESS_DIAGNOSE_OUT": str(diagnosed)})
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:]
     assert "cache store after each of 6 repositories" in out, out[-3000:]
@@ -48,6 +52,20 @@ def test_warm_up_measures_cold_and_warm_and_the_growth_per_repository(tmp_path):
     assert set(series["after_repo_mb"]) == {"cache_server", "tool_cache", "action_clones", "home"}
     assert not any(v["message"].startswith("3 repositories using")
                    for v in records["native-checkout"]["verdict"]["violations"])  # checkout saves nothing
+
+    # diagnose on the runner's real stores, before the lab's teardown: per repository, and the image saved 3 times
+    found = json.loads((diagnosed / "12.1.2.json").read_text())
+    report = (diagnosed / "12.1.2.txt").read_text()
+    print(report)
+    per_repo = found["cache_entries"]["per_repository"]
+    qemu_repos = [r["repo"] for r in (first, second)] + [warm_up["measured_repo"]]
+    assert all(any(repo.endswith(r) or r.endswith(repo) for repo in per_repo) for r in qemu_repos), (per_repo, qemu_repos)
+    (image,) = [s for s in found["cache_entries"]["same_key"] if s["copies"] == 3]
+    assert image["extra_bytes"] > 0 and image["bytes"] >= image["extra_bytes"] * 3 / 2, image
+    (finding,) = [f for f in found["findings"] if f["kind"] == "same-key-per-repository"]
+    assert finding["bytes"] == image["extra_bytes"] and "rm -rf -- " in finding["command"], finding
+    assert finding["stop_runner_first"] and "stop the runner first" in report
+    assert (diagnosed / "12.1.2.rc").read_text() == "1"
 
     # a re-run of a warm-up cell is warm again: its K from the bundle's warm-up.json, on one runner of a new lab
     bundle = Path(records["native-checkout"]["bundle"])

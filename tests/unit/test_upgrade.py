@@ -28,3 +28,13 @@ def test_store_inventory_tells_v11_clones_from_v12_bare_clones(tmp_path):
     assert found["runner_files"] == {".runner": True, "config.yaml": False}
     assert store_inventory(SimpleNamespace(workdir=tmp_path / "none", cache_dir=tmp_path / "none", dir=tmp_path))[
         "action_cache"] == []
+
+
+def test_store_inventory_reads_tags_from_packed_refs(tmp_path):
+    clone = tmp_path / "work" / "ab" / ("c" * 62)
+    subprocess.run(["git", "init", "-q", str(clone)], check=True)
+    (clone / ".git" / "packed-refs").write_text("# pack-refs with: peeled\n" + "1" * 40 + " refs/tags/v1\n"
+                                               + "2" * 40 + " refs/tags/v2\n")
+    (clone / ".git" / "refs" / "tags" / "v3").write_text("3" * 40 + "\n")
+    found = store_inventory(SimpleNamespace(workdir=tmp_path / "work", cache_dir=tmp_path / "cache", dir=tmp_path))
+    assert found["action_cache"][0]["tags"] == ["v1", "v2", "v3"]
