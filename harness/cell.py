@@ -180,6 +180,7 @@ def run_cell(
     own_runner: bool = False,
     before_phase: PhaseHook | None = None,
     condition: Mapping[str, Any] | None = None,
+    kill_for_dump: bool = False,
 ) -> CellResult:
     """Run one cell; the result carries the verdict or why it is inconclusive, never raises for the cell itself.
 
@@ -188,6 +189,7 @@ def run_cell(
     once per phase on one runner (a private one, as for a disruptive cell), its action changes pushed before
     each phase after the first. ``own_runner``: the handle's runner is this cell's alone (used as it is).
     ``before_phase(phase, handle)`` is called before each phase's changes (e.g. to upgrade the runner in place).
+    ``kill_for_dump``: an admin's runner (``--runner-process``) that stalls is sent SIGQUIT (it exits).
     ``condition``: the --condition the scenario was put under (:meth:`harness.conditions.Condition.to_json`; the
     scenario passed is already the conditioned one): recorded, and kept in the bundle so ``rerun`` repeats it.
 
@@ -212,7 +214,7 @@ def run_cell(
                     run.own_runner_if_disruptive()
                 for phase in scenario.expect.phases or (None,):  # a scenario without phases runs once
                     run.begin_phase(phase, keep_repo, before_phase)
-                    run.observed_job(Commands(log_command, stall_command), keep_repo, bundle_dir)
+                    run.observed_job(Commands(log_command, stall_command, kill_for_dump), keep_repo, bundle_dir)
                     run.judge(setup_budget or (budgets.setup_cold, budgets.setup_warm))
             except HarnessError as exc:
                 result.error = str(exc)

@@ -58,6 +58,7 @@ class Cell:
     repos: int = 1  # --warm-up: the repositories the cell's workflow ran from
     late: str = ""  # report-late: ``24s in 'Post x'`` (the reports stood still this long, then resumed)
     condition: str = ""  # --condition NAME the cell ran under ("" for none); never part of the runner key
+    existing: bool = False  # observed as an admin's runner process (--runner-process)
 
     @property
     def row(self) -> str:
@@ -93,6 +94,7 @@ class Cell:
             cpu_setup_pct=cpu.get("runner_pct"), leftovers=len(obs.get("leftovers") or []),
             error=error, reason=reason, shared=bool(obs.get("shared_runner_with")),
             failure_class=data.get("class") or None, late=_late(obs), condition=str(data.get("condition") or ""),
+            existing=bool(obs.get("existing_runner")),
             **_by_cache_state(verdict, obs),
         )
 
@@ -216,7 +218,7 @@ def _temp(cold: float | None, warm: float | None, measured: float | None, unit: 
 def _summary(cells: Sequence[Cell]) -> str:
     last = cells[-1]
     rules = ",".join(dict.fromkeys(r for c in cells for r in c.violations)) or "-"
-    shared = " (shared runner)" if last.shared else ""
+    shared = (" (existing runner)" if last.existing else "") + (" (shared runner)" if last.shared else "")
     setup = _temp(last.setup_seconds_cold, last.setup_seconds_warm, last.setup_seconds, "s")
     cpu = _temp(last.cpu_setup_pct_cold, last.cpu_setup_pct_warm, last.cpu_setup_pct, "%")
     per_repo = f" ({_fmt(last.cache_per_repo_mb, 'MB')}/repo ×{last.repos})" if last.cache_per_repo_mb is not None else ""

@@ -97,7 +97,7 @@ class Condition:
         if self.slow_delay is not None:
             if expect.slow_actions is not None:
                 raise ConfigError(f"condition {self.name}: scenario {scenario.name} fetches its actions slowly already")
-            template = _USES.sub(lambda m: f"{m[1]}{SLOW_ACTIONS_PLACEHOLDER}/{m[2]}", template)
+            template = through_slow_server(template)
             if template == scenario.template:
                 raise ConfigError(f"condition {self.name}: scenario {scenario.name} uses no remote action to fetch "
                                   "slowly")
@@ -109,6 +109,34 @@ class Condition:
     def to_json(self) -> dict[str, Any]:
         """For records and the manifest: the name, what it does and its block (enough to repeat it)."""
         return {"name": self.name, "describe": self.describe(), "source": self.source, "block": dict(self.block)}
+
+
+_DASH_USES = re.compile(r"^(\s*)-(\s+)uses:(\s*)(['\"]?)([\w.-]+/[\w./-]+@[^\s'\"]+)\4\s*$")
+_NAME = re.compile(r"^\s*-?\s*name:")
+
+
+def through_slow_server(template: str) -> str:
+    """The workflow with every remote ``uses: owner/name@ref`` fetched through the slow action server. A step whose
+    only name was its ``uses:`` gets that text as its ``name:``, so its row, its post step and the scenario's
+    expectations keep their names (a step row is named after the ``uses:`` string, which now holds the URL)."""
+    lines = template.splitlines(keepends=True)
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        dash = _DASH_USES.match(line.rstrip("\n"))
+        if dash is None:
+            out.append(_USES.sub(lambda m: f"{m[1]}{SLOW_ACTIONS_PLACEHOLDER}/{m[2]}", line))
+            continue
+        indent, gap, space, quote, uses = dash.groups()
+        keys = " " * (len(indent) + 1 + len(gap))
+        rest = []
+        for follow in lines[i + 1:]:
+            if follow.strip() and (len(follow) - len(follow.lstrip())) <= len(indent):
+                break
+            rest.append(follow)
+        named = any(_NAME.match(f) and len(f) - len(f.lstrip()) == len(keys) for f in rest)
+        moved = f"uses:{space}{quote}{SLOW_ACTIONS_PLACEHOLDER}/{uses}{quote}\n"
+        out.append(f"{indent}-{gap}{moved}" if named else f"{indent}-{gap}name: {uses}\n{keys}{moved}")
+    return "".join(out)
 
 
 def hold_of(fault: FaultSpec | None) -> float:

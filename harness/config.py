@@ -89,6 +89,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("runner-log-command", "str", "Existing runners: a command printing the runner's log for a task; "
            "{start} and {end} (ISO UTC) and {runner} are filled in, e.g. journalctl -u forgejo-runner --since {start} "
            "--until {end}.", metavar="TEMPLATE"),
+    Option("runner-process", "list", "Existing runners on this host: VERSION=PID or VERSION=unit:NAME (systemd); the "
+           "suite reads the process's command line, cwd, HOME and DOCKER_HOST and its config, observes its CPU, stores "
+           "and Docker leftovers like a lab runner's, never signals it and never writes into its directories.",
+           metavar="VERSION=PID|unit:NAME"),
+    Option("kill-for-dump", "flag", "With --runner-process: on a stall, send SIGQUIT for a goroutine dump. THE RUNNER "
+           "EXITS (that is what SIGQUIT does to a Go program): the admin's service manager must restart it.",
+           default=False),
     Option("runner-stall-command", "str", "Existing runners: a command run when a runner stalls (e.g. an ssh "
            "collecting top -H); its output goes into the bundle. {runner} is filled in.", metavar="TEMPLATE"),
     Option("actions-url", "str", "Lab: the runners fetch every action from URL (Forgejo's [actions] "
@@ -144,6 +151,8 @@ class Settings:
     runner_configs: Mapping[str, Path] = field(default_factory=dict)
     conditions: Mapping[str, Path] = field(default_factory=dict)  # --condition NAME=FILE (harness.conditions)
     runner_log_command: str | None = None
+    runner_processes: tuple[str, ...] = ()  # --runner-process VERSION=PID|unit:NAME (harness.runners.existing)
+    kill_for_dump: bool = False
     runner_stall_command: str | None = None
     warm_up: bool = False
     warm_up_repos: int = 3
@@ -337,6 +346,7 @@ def _existing(r: _Raw, env: Mapping[str, str], axes: Mapping[str, Any]) -> dict[
     return {"forgejo_url": url, "forgejo_token_file": token_file, "forgejo_user": r.get("forgejo-user") or None,
             "forgejo_password_file": password_file, "forgejo_owner": r.get("forgejo-owner") or None,
             "runner_log_command": r.get("runner-log-command") or None,
+            "runner_processes": _runner_processes(r, url, labels), "kill_for_dump": bool(r.get("kill-for-dump")),
             "runner_stall_command": r.get("runner-stall-command") or None}
 
 
@@ -349,6 +359,25 @@ def check_zombie_timeout(value: str, where: str) -> str:
     if not GO_DURATION.fullmatch(value):
         raise ConfigError(f"--zombie-timeout {value!r} ({where}): a Go duration such as 30s or 10m")
     return value
+
+
+def _runner_processes(r: _Raw, url: str | None, labels: Mapping[tuple[Version, str], str]) -> tuple[str, ...]:
+    """``--runner-process`` items, each VERSION=PID|unit:NAME of a version that has a ``--runner-label``."""
+    items = tuple(_split_list(r.get("runner-process")))
+    if r.get("kill-for-dump") and not items:
+        raise ConfigError("--kill-for-dump goes with --runner-process (it signals that runner)")
+    if items and not url:
+        raise ConfigError("--runner-process names an existing runner: give --forgejo-url and --runner-label too (lab "
+                          "runners are observed without it)")
+    known = {str(v) for v, _ in labels}
+    for item in items:
+        key, sep, what = item.partition("=")
+        if not sep or not (what.isdigit() or (what.startswith("unit:") and len(what) > 5)):
+            raise ConfigError(f"{r.where('runner-process')}: {item!r} is not VERSION=PID or VERSION=unit:NAME")
+        if key not in known:
+            raise ConfigError(f"{r.where('runner-process')}: {key} has no --runner-label (give "
+                              f"--runner-label {key}:native=LABEL for the runner whose process this is)")
+    return items
 
 
 def _zombie_timeout(r: _Raw) -> str | None:

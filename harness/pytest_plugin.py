@@ -404,6 +404,7 @@ def _run(cfg: pytest.Config, target: Target, cell: PoolCell, handle: RunnerHandl
         result = run_cell(target, scenario, on, bundle_dir, evidence=evidence, keep_repo=settings.keep_repos,
                           setup_budget=settings.setup_budget, notify=_notify(cfg),
                           log_command=settings.runner_log_command, stall_command=settings.runner_stall_command,
+                          kill_for_dump=settings.kill_for_dump,
                           budgets=budgets, condition=condition.to_json() if condition is not None else None)
         return result
 

@@ -30,6 +30,8 @@ from harness.lab.seed import parse_seed_option
 from harness.provenance import ACTIONS_URL, ActionOrigin, split_uses
 from harness.redact import register_secret
 from harness.runners import binaries
+from harness.runners import existing as existing_runners
+from harness.runners.existing import ExistingRunner
 from harness.runners.process import LabRunner, label_name
 from harness.versions import Version
 
@@ -42,6 +44,7 @@ class RunnerHandle:
     version: Version
     labels: dict[str, str]  # kind → full label (lab) or runs-on label (existing)
     lab_runner: LabRunner | None = None
+    existing: ExistingRunner | None = None  # --runner-process: an admin's runner process on this host, read only
 
     def runs_on(self, kind: str) -> str | None:
         """The ``runs-on`` value for a label kind (None when this runner has none)."""
@@ -99,6 +102,9 @@ def open_existing(settings: Settings) -> Target:
     for (version, kind), label in settings.runner_labels.items():
         handle = runners.setdefault(str(version), RunnerHandle(str(version), version, {}))
         handle.labels[kind] = label
+    for spec in settings.runner_processes:
+        found = existing_runners.resolve(spec)
+        runners[found.key].existing = found
     owner = settings.forgejo_owner or user
     return Target(settings.forgejo_url, client, web, owner, server, runners, transcript,
                   info={"kind": "existing", "version": str(server)}, org=owner if owner != user else None)

@@ -46,6 +46,17 @@ def leftovers(before: Inventory, after: Inventory, task_id: int | None, builders
     return found
 
 
+def engine_client(host: str | None, *, timeout: float = 5.0) -> docker.DockerClient | None:
+    """A client of the Docker engine at ``host`` (``DOCKER_HOST``; None: the default socket) when it answers a
+    ping, else None (an admin's runner whose engine this user cannot reach: leftovers are not observed)."""
+    try:
+        client = docker.DockerClient(base_url=host or "unix:///var/run/docker.sock", timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException, OSError):
+        return None
+    return client
+
+
 def safe_inventory(client: docker.DockerClient | None) -> tuple[Inventory | None, str | None]:
     """Inventory, or None with the reason when Docker cannot be asked."""
     if client is None:

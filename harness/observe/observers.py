@@ -143,11 +143,13 @@ class CommandRunnerLog(Quiet):
     """A runner the suite did not start: its log through the user's ``--runner-log-command``."""
 
     name = "runner-log"
+    time_format = "%Y-%m-%dT%H:%M:%SZ"  # of {start} and {end}
 
     def __init__(self, template: str) -> None:
         self.template = template
         self.scope: CellScope | None = None
         self.why: str | None = None
+        self.raw: str | None = None  # the whole window the command printed (before attribution to this task)
 
     def before(self, cell: CellScope) -> None:
         """Nothing to snapshot: the command is given the job's time window."""
@@ -159,9 +161,9 @@ class CommandRunnerLog(Quiet):
         stamps = [line.timestamp for v in done.views for line in v.log_lines()]
         start = datetime.fromtimestamp(min(stamps) - 5 if stamps else time.time() - 600, UTC)
         who = first_log_runner((done.raw_log or "").splitlines())
-        out = run_template(self.template, start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                           end=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), runner=who[0] if who else "")
-        self.why = out.unavailable
+        out = run_template(self.template, start=start.strftime(self.time_format),
+                           end=datetime.now(UTC).strftime(self.time_format), runner=who[0] if who else "")
+        self.why, self.raw = out.unavailable, out.text
         return attribute(out.text, self.scope, done) if out.text is not None else None
 
     def after(self, done: Done) -> Findings:
@@ -377,8 +379,8 @@ class Overlap(Quiet):
 
     name = "overlap"
 
-    def __init__(self, runner: LabRunner, cell_name: str) -> None:
-        self.activity = Activity(runner.dir)
+    def __init__(self, ledger: Path, cell_name: str) -> None:
+        self.activity = Activity(ledger)  # a lab runner's dir; an admin's runner: the suite's cache, never its dirs
         self.cell_name = cell_name
         self.window: Window | None = None
         self.shared: list[str] | None = None
@@ -701,6 +703,7 @@ class Commands:
 
     log: str | None = None
     stall: str | None = None
+    kill_for_dump: bool = False  # --runner-process: a stall is dumped with SIGQUIT (the runner exits)
 
 
 def choose(cell: CellScope, commands: Commands, slow: SlowActions | None,
@@ -721,13 +724,15 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None,
         stores = Stores(runner)
         log = LabRunnerLog(runner)
         observers += [log, stores, Cpu(runner, lambda: stores.cold),
-                      Overlap(runner, f"{cell.scenario.name}-{cell.handle.key}"),
+                      Overlap(runner.dir, f"{cell.scenario.name}-{cell.handle.key}"),
                       Stall(None if cell.scenario.expect.fault or cell.scenario.condition  # a fault or condition cell
                             else lab_stall_capture(runner, cell),
                             lambda: runner_step(runner.log_file, log.offset, cell))]  # watches its runner, unsignalled
         control_spec = cell.scenario.expect.control
         if control_spec is not None:
             observers.append(RunnerControl(runner, control_spec.on_log, control_spec.signal))
+    elif cell.handle.existing is not None:
+        observers += existing_observers(cell, commands)
     else:
         observers.append(CommandRunnerLog(commands.log) if commands.log else NoRunnerLog())
         stall = command_stall_capture(commands.stall, cell.handle.key) if commands.stall else None
@@ -736,3 +741,26 @@ def choose(cell: CellScope, commands: Commands, slow: SlowActions | None,
     if lab is not None and lab.engine is not None:
         observers.append(Leftovers(lab.engine.client()))
     return observers
+
+
+def existing_observers(cell: CellScope, commands: Commands) -> list[Observer]:
+    """An admin's runner process (``--runner-process``): its log (the command, else the unit's journal), stores,
+    CPU, the overlap ledger in the suite's own cache, a stall captured without a signal (unless
+    ``--kill-for-dump``), identity and sharing, Docker leftovers on its engine when that answers."""
+    from harness.observe.existing import ExistingRunnerWatch, JournalRunnerLog
+    from harness.runners import existing
+
+    runner = cell.handle.existing
+    assert runner is not None
+    log: CommandRunnerLog | None = CommandRunnerLog(commands.log) if commands.log else (
+        JournalRunnerLog(runner.unit) if runner.unit else None)
+    stores = Stores(runner)  # type: ignore[arg-type]
+    capture = existing.kill_for_dump if commands.kill_for_dump else existing.capture
+    found: list[Observer] = [log if log is not None else NoRunnerLog(), stores,
+                             Cpu(runner, lambda: stores.cold),  # type: ignore[arg-type]
+                             Overlap(runner.ledger_dir, f"{cell.scenario.name}-{cell.handle.key}"),
+                             Stall(lambda: capture(runner)), ExistingRunnerWatch(runner, log)]
+    client = leak_obs.engine_client(runner.docker_host)
+    if client is not None:
+        found.append(Leftovers(client))
+    return found

@@ -121,3 +121,16 @@ def test_to_json_keeps_what_rerun_needs() -> None:
     data = condition.to_json()
     assert data["name"] == "ci" and data["source"].endswith("slow-forgejo-ci.yml")
     assert conditions.parse("ci", data["block"], "bundle").describe() == condition.describe()
+
+
+def test_slow_actions_keep_each_step_s_name_so_its_row_and_expectations_match() -> None:
+    """A step row is named after its ``uses:`` string, which now holds the slow server's URL: a step named only by
+    it gets that text as its name (measured: without it every report scenario failed ``missing-step``)."""
+    under = parse({"slow_actions": {"delay": 1}}).apply(load("native-checkout"))
+    assert "- name: actions/checkout@v4\n        uses: __SLOW_ACTIONS_URL__/actions/checkout@v4\n" in under.template
+    text = ("jobs:\n  a:\n    steps:\n      - uses: a/b@v1\n        name: named\n      - name: x\n        uses: 'c/d@v2'\n"
+            "      - uses: ./local\n      - uses: e/f@v3\n        with:\n          k: v\n")
+    assert conditions.through_slow_server(text) == (
+        "jobs:\n  a:\n    steps:\n      - uses: __SLOW_ACTIONS_URL__/a/b@v1\n        name: named\n      - name: x\n"
+        "        uses: '__SLOW_ACTIONS_URL__/c/d@v2'\n      - uses: ./local\n      - name: e/f@v3\n"
+        "        uses: __SLOW_ACTIONS_URL__/e/f@v3\n        with:\n          k: v\n")

@@ -199,8 +199,7 @@ def test_workflow_name_comes_from_the_template():
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_overlap_demotes_per_runner_rules_of_cells_that_shared_the_runner(tmp_path, when):
-    runner = SimpleNamespace(dir=tmp_path)
-    first, second = obs.Overlap(runner, "a"), obs.Overlap(runner, "b")
+    first, second = obs.Overlap(tmp_path, "a"), obs.Overlap(tmp_path, "b")
     scope = _scope()
     first.before(scope)
     second.before(scope)
