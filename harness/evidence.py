@@ -140,7 +140,7 @@ post steps {', '.join(expected.get('post_steps', [])) or 'none listed'} end in s
 - Runner: {who} {runner.get('version_from_log') or runner.get('version')} ({config_note})
 - Environment: {json.dumps(m.get('environment', {}))}
 - Timings: {json.dumps(m.get('timings', {}))}
-
+{existing_runner_note(m)}
 ## How to re-run
 ```
 {rerun_command(m)}
@@ -150,6 +150,37 @@ form of Forgejo's end-to-end suite (`end-to-end/actions/<name>/`).
 {actions_note(m)}
 Files in this bundle: {listed}.
 """
+
+
+def existing_runner_note(manifest: Mapping[str, Any]) -> str:
+    """repro.md's section on an admin's runner (``--runner-process``): the process, its figures, the diagnose after
+    the cell ("" for other runners)."""
+    obs = manifest.get("observations") or {}
+    who = obs.get("existing_runner")
+    if not isinstance(who, Mapping):
+        return ""
+    cpu = {phase: (v or {}).get("runner_pct") for phase, v in (obs.get("cpu") or {}).items() if isinstance(v, Mapping)}
+    shared = obs.get("shared_runner_with")
+    diag = obs.get("diagnose") or {}
+    found = diag.get("findings") or []
+    stores = ", ".join(f"{name} {s.get('bytes', 0) / 1e6:.1f} MB ({s.get('entries', 0)} entries)"
+                       for name, s in (diag.get("stores") or {}).items() if isinstance(s, Mapping))
+    lines = [
+        "\n## Your runner (--runner-process)",
+        f"- Process: {who.get('name') or '?'} ({who.get('source')}), config {who.get('config') or 'none'}, "
+        f"DOCKER_HOST {who.get('docker_host') or 'default'}" + (f"; a cache server, PID {who['cache_server_pid']}"
+                                                                if who.get("cache_server_pid") else ""),
+        f"- CPU (% of a core, runner and children) per phase: {json.dumps(cpu)}",
+        f"- Store growth (MB): {json.dumps(obs.get('store_growth_mb', {}))}",
+        "- Other jobs on it meanwhile: " + (f"{shared} (its CPU and store figures are report-only)" if shared else
+                                            "none (its log shows only this task)"),
+        *(f"- Note: {n}" for n in who.get("notes") or ()),
+        f"- diagnose after the cell: {stores or diag.get('unavailable', 'not taken')}; "
+        f"{len(found)} finding(s), {diag.get('bytes_to_reclaim', 0) / 1e6:.1f} MB to reclaim"
+        + (" — " + "; ".join(found[:5]) if found else "") + " (the whole report: `diagnose.txt`)",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def class_line(manifest: Mapping[str, Any]) -> str:

@@ -63,6 +63,11 @@ def _message(response: requests.Response) -> str:
     return response.text.strip()[:300]
 
 
+def has_runs_api(server: Version) -> bool:
+    """``GET /repos/{o}/{r}/actions/runs`` exists from v12."""
+    return server >= Version(12, 0, 0)
+
+
 class HttpBase:
     """A ``requests.Session`` with timeouts, a transcript hook and retries for idempotent calls."""
 
@@ -346,7 +351,6 @@ class ForgejoClient(HttpBase):
 
     def find_dispatched_run(self, owner: str, repo: str, workflow_file: str) -> DispatchInfo | None:
         """The newest dispatched run of ``workflow_file``, or None (see :meth:`dispatch` for the APIs used)."""
-        from harness.forgejo.web import has_runs_api  # web.py imports this module
 
         if has_runs_api(self.server_version()):
             return dispatch_from_runs(self.runs(owner, repo), workflow_file)

@@ -40,11 +40,6 @@ def raw_log_path(server: Version, ref: JobRef) -> str:
     return job_view_path(server, ref) + "/logs"
 
 
-def has_runs_api(server: Version) -> bool:
-    """``GET /repos/{o}/{r}/actions/runs`` exists from v12."""
-    return server >= Version(12, 0, 0)
-
-
 class WebSession(HttpBase):
     """A web session: anonymous (public repos) or logged in."""
 

@@ -88,7 +88,8 @@ class ExistingRunnerWatch(Quiet):
             found = diagnosis.diagnose(runner.layout)
             observations["diagnose"] = {"findings": [f"[{f.kind}] {f.what}" for f in found.findings][:20],
                                         "bytes_to_reclaim": sum(f.bytes for f in found.findings if f.cleanable),
-                                        "stores": {k: v.to_json(found.now) for k, v in found.stores.items()},
+                                        "stores": {k: {"bytes": v.bytes, "entries": v.entries, "exists": v.exists}
+                                                   for k, v in found.stores.items()},
                                         "taken_at": round(time.time(), 3)}
             evidence = (write_text("diagnose.txt", diagnosis_text(found)),)
         except (ConfigError, OSError) as exc:

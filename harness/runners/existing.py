@@ -135,12 +135,17 @@ def is_runner(argv: list[str]) -> bool:
 
 
 def _cache_server(pid: int, config: Path | None) -> int | None:
-    """A separate ``forgejo-runner cache-server`` process of the same config (a lab runs one per runner)."""
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    """A separate ``forgejo-runner cache-server`` process whose config sits beside the daemon's (a lab runs one per
+    runner, ``cache-server.yaml`` next to ``config.yaml``); None when there is none or the daemon has no config."""
+    if config is None:
+        return None
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
         argv = proc.info.get("cmdline") or []
-        if proc.info["pid"] == pid or not argv or "cache-server" not in argv:
+        if proc.info["pid"] == pid or "cache-server" not in argv or not any(n in Path(argv[0]).name
+                                                                            for n in RUNNER_NAMES):
             continue
-        if any(n in Path(argv[0]).name for n in RUNNER_NAMES) and (config is None or str(config) in " ".join(argv)):
+        own = config_arg(argv)
+        if own and (Path(proc.info.get("cwd") or "/") / own).parent.resolve() == config.parent.resolve():
             return int(proc.info["pid"])
     return None
 

@@ -62,7 +62,31 @@ def test_gate_fails_on_a_real_regression_and_the_bundle_reruns(binaries_present,
     assert "same verdict" in rerun.stdout
 
 
+def runner_files(runner_dir: Path) -> dict[str, float]:
+    """Every file under a runner's dir with its mtime (what the suite might have written there)."""
+    return {str(p.relative_to(runner_dir)): p.stat().st_mtime for p in runner_dir.rglob("*") if p.is_file()}
+
+
+def stand_ins(bin_dir: Path, pid: int, log: Path) -> None:
+    """A stand-in ``systemctl`` (the unit's MainPID is the lab runner's) and ``journalctl`` (its log file): this
+    machine has no systemd."""
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(
+        "#!/bin/sh\n"
+        "[ \"$1 $2 $3 $4 $5\" = 'show -p MainPID --value forgejo-runner' ] || exit 4\n"
+        f"echo {pid}\n")
+    (bin_dir / "journalctl").write_text(
+        "#!/bin/sh\n"
+        "[ \"$1 $2\" = '-u forgejo-runner' ] || exit 4\n"
+        f"cat {log}\n")
+    for exe in bin_dir.iterdir():
+        exe.chmod(0o755)
+
+
 def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
+    """The lab's runner addressed as an admin's own: its label, its process as a systemd unit (stand-in
+    systemctl and journalctl), observed from /proc without a signal; no secret anywhere, nothing written into its
+    directories."""
     lab_id = f"existing-{uuid.uuid4().hex[:6]}"
     up = subprocess.run([sys.executable, "-m", "harness", "lab", "up", "--lab", lab_id, "--runner-version", "12.1.2"],
                         capture_output=True, text=True, cwd=ROOT, timeout=900, check=False)
@@ -79,17 +103,35 @@ def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
                 "--forgejo-token-file", str(lab.forgejo.token_file), "--forgejo-user", "regress-admin",
                 "--forgejo-password-file", str(lab.forgejo.password_file), "--evidence", "always",
                 "--evidence-dir", str(tmp_path / "evidence"), "--junitxml", str(tmp_path / "junit.xml"), "-rs", "-v",
-                "--runner-log-command", f"cat {runner.log_file}"]
+                "--runner-process", "12.1.2=unit:forgejo-runner"]
         for label in labels:
             args += ["--runner-label", label]
-        proc = run_pytest(*args)
+        stand_ins(tmp_path / "bin", runner.verified_pid(), runner.log_file)
+        before = runner_files(runner.dir)
+        proc = run_pytest(*args, env={"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-4000:]
         assert "test_scenario[qemu-buildx-12.1.2] PASSED" in out
         assert "test_scenario[docker-checkout-12.1.2] PASSED" in out
         assert "only lab runners allow" in out  # runner-control selfchecks are never run on foreign runners
-        docker_row = next(line for line in out.splitlines() if line.startswith("| docker-checkout"))
-        assert "observation-unavailable" not in docker_row, docker_row  # runner log came from the command
+        for scenario in ("native-checkout", "docker-checkout", "qemu-buildx"):
+            row = next(line for line in out.splitlines() if line.startswith(f"| {scenario}"))
+            assert "| pass" in row and "(existing runner)" in row and "cpu=-" not in row and "cache+=-" not in row, row
+            assert "observation-unavailable" not in row, row  # the runner log came from the unit's journal
+        records = json.loads(next((tmp_path / "evidence").glob("*/report.json")).read_text())
+        observed = [r for r in records if r["outcome"] == "pass" and r["scenario"] != "leftover-container"]
+        for record in observed:
+            seen = record["observations"]
+            assert seen["existing_runner"]["name"] == runner.name and seen["existing_runner"]["source"].startswith(
+                "unit forgejo-runner"), seen["existing_runner"]
+            assert seen["cpu"] and "store_growth_mb" in seen and seen["diagnose"].get("stores"), record["scenario"]
+            repro = (Path(record["bundle"]) / "repro.md").read_text()
+            assert "## Your runner (--runner-process)" in repro and "diagnose after the cell" in repro
+        after = runner_files(runner.dir)
+        stores = ("work/", "cache/", "home/", "runner.log", "cache-server.log")  # the runner's own writing
+        new = sorted(p for p in set(after) - set(before) if not p.startswith(stores))
+        assert new == [], f"the suite wrote into the runner's dir: {new}"
+        assert not (runner.dir / "activity").exists()  # the overlap ledger lives in the suite's cache now
         junit = (tmp_path / "junit.xml").read_text()
         assert 'name="runner_version" value="12.1.2"' in junit
         written = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -66,3 +66,21 @@ def test_tools_are_probed_in_the_given_environment(tmp_path):
 def test_rerun_command_of_a_condition_cell_repeats_the_condition():
     manifest = {"bundle_dir": "/b", "rerun": {"runner_version": "12.1.2", "condition": {"slowci": "condition.yml"}}}
     assert rerun_command(manifest).endswith("--runner-version=12.1.2 --condition=slowci=/b/condition.yml")
+
+
+def test_repro_md_of_an_existing_runner_carries_its_figures_and_the_diagnose_after_the_cell():
+    from harness.evidence import existing_runner_note
+
+    manifest = {"observations": {
+        "existing_runner": {"name": "prod-b", "source": "unit forgejo-runner (PID 41)", "config": "/etc/r/c.yml",
+                            "docker_host": None, "cache_server_pid": None},
+        "cpu": {"setup": {"runner_pct": 12.5}, "steps": {"runner_pct": 3.0}},
+        "store_growth_mb": {"cache_server": 0.0, "action_clones": 0.1},
+        "shared_runner_with": ["task 77"],
+        "diagnose": {"stores": {"action_clones": {"bytes": 2_500_000, "entries": 3}}, "findings": ["[unused-clone] x"],
+                     "bytes_to_reclaim": 1_000_000}}}
+    note = existing_runner_note(manifest)
+    assert "## Your runner (--runner-process)" in note and "prod-b (unit forgejo-runner (PID 41))" in note
+    assert '"setup": 12.5' in note and "['task 77'] (its CPU and store figures are report-only)" in note
+    assert "diagnose after the cell: action_clones 2.5 MB (3 entries); 1 finding(s), 1.0 MB to reclaim" in note
+    assert existing_runner_note({"observations": {}}) == ""

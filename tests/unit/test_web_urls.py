@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.forgejo.web import JobRef, has_runs_api, job_view_path, raw_log_path
+from harness.forgejo.client import has_runs_api
+from harness.forgejo.web import JobRef, job_view_path, raw_log_path
 from harness.versions import Version
 
 V11, V12, V13 = Version(11, 0, 15), Version(12, 0, 0), Version(13, 0, 5)
