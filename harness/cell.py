@@ -31,7 +31,8 @@ from harness.forgejo.models import JobView, parse_go_duration
 from harness.forgejo.web import JobRef
 from harness.lab.prepare import BUILDKIT_TAG
 from harness.observe.base import CellScope, Done, EvidenceWriter, Findings, Observer, Poll, merge, write_text
-from harness.observe.observers import Commands, SlowActions, choose
+from harness.observe.choice import Commands, choose
+from harness.observe.observers import SlowActions
 from harness.outcome import Outcome
 from harness.procs import alive
 from harness.scenarios import ACTIONS_DIR, KnownBug, Phase, Scenario

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 from harness import diagnose as diagnosis
@@ -26,6 +27,8 @@ from harness.observe.observers import PER_RUNNER_RULES, CommandRunnerLog
 from harness.runners import existing
 
 TASK = re.compile(r"\btask (\d+)\b|FORGEJO-ACTIONS-TASK-(\d+)")
+STAMP = re.compile(r'time="([0-9T:.+-]+Z?)"')  # logrus's text format, as the runner writes it
+SPAN_SLACK = (2.0, 10.0)  # seconds before the job's first log line and after its last (the runner's clean-up)
 
 
 class JournalRunnerLog(CommandRunnerLog):
@@ -35,6 +38,24 @@ class JournalRunnerLog(CommandRunnerLog):
 
     def __init__(self, unit: str) -> None:
         super().__init__(f"journalctl -u {unit} --since '{{start}}' --until '{{end}}' -o cat --no-pager")
+
+
+def within(text: str, start: float, end: float) -> str:
+    """The lines of a runner-log window stamped between ``start`` and ``end`` (unstamped lines kept): a command or
+    journal window is wider than the job (it starts early, it ends now), and another job's lines just before or
+    after ours are no sharing."""
+    kept = []
+    for line in text.splitlines():
+        found = STAMP.search(line)
+        if found:
+            try:
+                moment = datetime.fromisoformat(found[1].replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                moment = None
+            if moment is not None and not start <= moment <= end:
+                continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def other_tasks(text: str, task_id: int | None) -> list[int]:
@@ -74,6 +95,9 @@ class ExistingRunnerWatch(Quiet):
                 f"runner {who[0]} took the job, not {runner.describe()} (its .runner names {runner.name!r}): this "
                 "cell says nothing about that process"))
         raw = self.log.raw if self.log is not None else None
+        stamps = [line.timestamp for view in done.views for line in view.log_lines()]
+        if raw is not None and stamps:
+            raw = within(raw, min(stamps) - SPAN_SLACK[0], max(stamps) + SPAN_SLACK[1])
         others = other_tasks(raw, done.task_id) if raw is not None else None
         demote: tuple[str, ...] = ()
         note = ""

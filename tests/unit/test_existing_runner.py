@@ -79,8 +79,10 @@ def test_a_pid_that_is_not_a_runner_or_gone_is_one_line():
 def test_only_home_and_docker_host_are_kept_from_the_environment(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DOCKER_HOST": "unix:///run/d.sock",
            "FORGEJO_RUNNER_SECRET": "s3cr3t-value"}
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"], env=env,
+                            stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"  # exec'd: its own environment now
         assert existing._environ(proc.pid) == {"HOME": str(tmp_path), "DOCKER_HOST": "unix:///run/d.sock"}
     finally:
         proc.kill()
@@ -119,3 +121,20 @@ def test_other_tasks_in_the_runner_log_window():
               "FORGEJO-ACTIONS-TASK-43_WORKFLOW-w_JOB-j\nlevel=info msg=\"runner: idle\"\n")
     assert other_tasks(window, 41) == [42, 43]
     assert other_tasks("level=info msg=\"task 41 repo is o/r\"\n", 41) == []
+
+
+def test_the_shared_check_reads_only_the_job_s_own_span_of_the_log():
+    from datetime import UTC, datetime
+
+    from harness.observe.existing import within
+
+    def at(second: int) -> float:
+        return datetime(2026, 12, 5, 18, 47, second, tzinfo=UTC).timestamp()
+
+    window = ('time="2026-12-05T18:47:01Z" level=info msg="task 40 repo is o/r"\n'
+              'time="2026-12-05T18:47:12Z" level=info msg="task 41 repo is o/s"\n'
+              'a line without a stamp\n'
+              'time="2026-12-05T18:47:50Z" level=info msg="task 42 repo is o/t"\n')
+    kept = within(window, at(10), at(30))
+    assert other_tasks(kept, 41) == [] and "a line without a stamp" in kept
+    assert other_tasks(within(window, at(0), at(59)), 41) == [40, 42]
