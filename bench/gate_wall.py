@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 
 from harness.cell import run_cell
+from harness.lab import booting
 from harness.lab import lab as labs
 from harness.observe import cpu as cpu_obs
 from harness.runners import binaries
@@ -140,7 +141,7 @@ def cells_alone(baseline: Version, candidate: Version) -> tuple[float, dict[str,
     forgejo = binaries.resolve("forgejo", binaries.available("forgejo")[-1])
     specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v)) for v in (baseline, candidate)]
     t0 = time.monotonic()
-    with labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, specs) as lab:
+    with booting.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, specs) as lab:
         boot = time.monotonic() - t0
         target = open_lab(lab)
         out = Path(tempfile.mkdtemp(prefix="regress-bench-"))
@@ -163,7 +164,7 @@ def economy(version: Version, long_seconds: int, runs: int) -> None:
     (root / "bench-long" / "workflow.yml").write_text(LONG_WORKFLOW.format(seconds=long_seconds))
     (root / "bench-long" / "expect.yml").write_text("kind: native\nmarker: regression\njob: success\n")
     spec = labs.RunnerSpec(binaries.resolve("forgejo-runner", version))
-    with labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, [spec]) as lab:
+    with booting.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, [spec]) as lab:
         target = open_lab(lab)
         handle = next(iter(target.runners.values()))
         out = Path(tempfile.mkdtemp(prefix="regress-bench-"))

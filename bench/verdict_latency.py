@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from harness.cell import run_cell
+from harness.lab import booting
 from harness.lab import lab as labs
 from harness.runners import binaries
 from harness.scenarios import load
@@ -32,7 +33,7 @@ def main() -> None:
     forgejo = binaries.resolve("forgejo", binaries.available("forgejo")[-1])
     runner = binaries.resolve("forgejo-runner", Version.parse(args.runner_version))
     scenario = load(args.scenario)
-    lab = labs.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, [labs.RunnerSpec(runner)])
+    lab = booting.boot(f"bench-{uuid.uuid4().hex[:6]}", forgejo, [labs.RunnerSpec(runner)])
     end_to_verdict, poll_to_verdict = [], []
     try:
         target = open_lab(lab)

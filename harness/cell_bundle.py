@@ -6,18 +6,30 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
 from harness import __version__
+from harness.cell_result import CellResult
 from harness.evidence import SCHEMA, Bundle, environment, repro_markdown, write_reproducer
+from harness.observe.base import CellScope, Done, Findings
 from harness.provenance import SEEDED_COPY, STAND_IN, ActionRan, actions_ran, export_tree, resolve_ref
 from harness.scenarios import DEFAULT_EXPECT_TEXT
 from harness.target import action_origins
 
-if TYPE_CHECKING:
-    from harness.cell import CellRun
+
+class CellRun(Protocol):
+    """What a bundle is written from: one cell's state at its end (:class:`harness.cell.CellRun` is one)."""
+
+    cell: CellScope
+    result: CellResult
+    done: Done | None
+    workflow: str
+    findings: Findings
+
+    def my_requests(self) -> list[dict[str, Any]]:
+        """This cell's API exchanges (the transcript's records naming its repository)."""
 
 
 OVERRIDES_FILE = "runner-config-overrides.yaml"  # the --runner-config file of the cell's config axis

@@ -15,6 +15,7 @@ from filelock import FileLock, Timeout
 
 from harness import config
 from harness.errors import HarnessError
+from harness.lab import booting
 from harness.lab import lab as labs
 from harness.lab.forgejo import ZombieSettings
 from harness.lab.inventory import inventory, prune, remove_stale_locks
@@ -90,7 +91,7 @@ def _up(args: argparse.Namespace) -> int:
     explicit = _explicit(args.runner_binary)
     specs = [labs.RunnerSpec(binaries.resolve("forgejo-runner", v, explicit=explicit))  # type: ignore[arg-type]
              for v in _versions(args.runner_version, "forgejo-runner")]
-    lab = labs.boot(args.lab, forgejo, specs, capacity=args.capacity, seed_sources=parse_seed_option(args.seed_action),
+    lab = booting.boot(args.lab, forgejo, specs, capacity=args.capacity, seed_sources=parse_seed_option(args.seed_action),
                     zombie=_zombie(args), actions_url=args.actions_url, notify=_print)
     return _show(lab, args.json)
 

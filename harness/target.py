@@ -22,8 +22,10 @@ from harness.forgejo.client import ForgejoClient
 from harness.forgejo.models import parse_go_duration
 from harness.forgejo.transcript import Transcript
 from harness.forgejo.web import WebSession
+from harness.lab import booting
 from harness.lab import engine as engines
 from harness.lab import lab as labs
+from harness.lab import private as privates
 from harness.lab.forgejo import ADMIN, ZombieSettings
 from harness.lab.prepare import Prepared, prepare
 from harness.lab.seed import parse_seed_option
@@ -218,7 +220,7 @@ def boot_lab(plan: LabPlan, lab_id: str, *, capacity: int, seed_actions: Sequenc
     if Prepared.load() is None and (engines.find_existing() is not None or shutil.which("dockerd")):
         notify("the lab is not prepared on this machine: running `python -m harness lab prepare` (once)")
         prepare(notify=notify)
-    return labs.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
+    return booting.boot(lab_id, plan.forgejo, plan.specs, capacity=capacity, seed_sources=parse_seed_option(seed_actions),
                      zombie=plan.zombie, actions_url=actions_url, notify=notify)
 
 
@@ -266,5 +268,5 @@ def private_handle(target: Target, stack: contextlib.ExitStack, key: str, notify
     shared = target.runners[key]
     if target.lab is None or shared.lab_runner is None:
         return shared
-    private = stack.enter_context(target.lab.private_runner(key, notify=notify, via=via, env=env))
+    private = stack.enter_context(privates.private_runner(target.lab, key, notify=notify, via=via, env=env))
     return RunnerHandle(key, shared.version, dict(private.labels), private)

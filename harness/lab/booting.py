@@ -1,4 +1,4 @@
-"""The phases of a lab boot, overlapped where they allow it (``harness.lab.lab.boot`` runs them).
+"""The phases of a lab boot, overlapped where they allow it (:func:`boot` runs them).
 
 Forgejo's schema, admin and the runners' registrations need only the database: they run while our
 dockerd starts. Forgejo starts on the address job containers reach (the default bridge) as soon as
@@ -7,10 +7,11 @@ that is known; the actions are seeded and the job images imported off the runner
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from harness.forgejo.client import ForgejoClient
 from harness.lab import engine as engines
 from harness.lab import firewall
 from harness.lab.forgejo import ForgejoServer, ZombieSettings, free_port
-from harness.lab.lab import Lab, RunnerSpec
+from harness.lab.lab import Lab, RunnerSpec, lab_dir_for, release_unhandled
 from harness.lab.prepare import BUILDKIT_CHANGES, Prepared
 from harness.lab.seed import Seeded, adopt, place, refs_from_uses, stand_in_sources
 from harness.runners.binaries import Binary
@@ -28,6 +29,8 @@ from harness.runners.process import LabRunner, labels_for
 from harness.scenarios import load_all
 
 Notify = Callable[[str], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -254,3 +257,62 @@ def _ready_then_seed(server: ForgejoServer, admin: Future[None], sources: Mappin
         raise
     except Exception as exc:  # git, file or HTTP failure while seeding: name it
         raise LabError(f"seeding actions failed: {type(exc).__name__}: {exc}") from exc
+
+
+def boot(
+    lab_id: str,
+    forgejo_binary: Binary,
+    specs: Sequence[RunnerSpec],
+    *,
+    capacity: int = 2,
+    seed_sources: Mapping[str, Path] | None = None,
+    seed_refs: Mapping[str, set[str]] | None = None,
+    zombie: ZombieSettings | None = None,
+    use_docker: bool = True,
+    confine: bool = True,
+    actions_url: str | None = None,
+    notify: Notify = lambda s: None,
+) -> Lab:
+    """Boot a lab (usable as ``with boot(...) as lab:``, which takes it down on exit).
+
+    On any failure everything already started (Forgejo, runners, cache servers, firewall rules, our
+    dockerd when no other lab uses it) is stopped before the error propagates; the lab dir is kept
+    with the logs the error names (and dockerd's log when it stopped ours).
+
+    Raises:
+        LabError: a part did not come up; the message says which and where its log is.
+    """
+    directory = lab_dir_for(lab_id)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, mode=0o700)
+    options = BootOptions(capacity, seed_sources, seed_refs, zombie or ZombieSettings(), use_docker, confine,
+                          actions_url)
+    run: Boot | None = None
+    try:
+        run = Boot(lab_id, directory, forgejo_binary, list(specs), options, notify)
+        return run.run()
+    except BaseException as exc:
+        if run is not None:
+            run.settle()
+        leaks = _abort(run.lab if run else None, lab_id)
+        if leaks and isinstance(exc, HarnessError):
+            raise LabError(f"{exc}\n(the failed boot's clean-up left: {', '.join(leaks)}; logs in {directory})") \
+                from exc
+        if leaks:
+            log.error("the failed boot of lab %s left: %s", lab_id, ", ".join(leaks))
+        raise
+    finally:
+        if run is not None:
+            run.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _abort(lab: Lab | None, lab_id: str) -> list[str]:
+    """The clean-up of a failed boot (the dir stays: its logs explain the failure); what is left."""
+    try:
+        if lab is not None:
+            return lab.down(keep_dir=True)
+        return release_unhandled(lab_id)
+    except Exception as exc:  # the boot's own error matters more; name this one beside it
+        log.exception("clean-up of the failed boot of lab %s", lab_id)
+        return [f"(clean-up failed: {type(exc).__name__}: {exc})"]

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -169,24 +169,7 @@ class Lab:
         return cls(data["id"], directory, server, engine, runners, prepared, seeded, data.get("firewall", []),
                    data.get("firewall_note", ""), data.get("boot_seconds", 0.0), dict(data.get("boot_phases") or {}))
 
-    # -- private runners ---------------------------------------------------------------
-    def private_runner(self, version_key: str, *, notify: Notify = lambda s: None, via: str | None = None,
-                       env: Mapping[str, str] | None = None) -> contextlib.AbstractContextManager[LabRunner]:
-        """A runner of ``version_key`` (a key of :attr:`runners`) that nobody else uses, for a cell that
-        signals, restarts or slows its runner: its own registration, config, cache server and labels
-        (``regress-12.1.2-p<6 hex>-native:host``). Recorded under ``private/`` while it lives (``lab
-        status`` lists it, ``lab down`` stops it even when its owner died); stopped, unregistered and
-        removed on exit. ``via``: the URL of a fault proxy in front of Forgejo, the runner's instance address
-        (its port joins the lab's firewall chain and ``lab status`` shows it). ``env``: variables for the runner
-        process (a scenario's ``runner_env``), under those of the runner's config axis.
-
-        Raises:
-            LabError: no such runner in the lab, or the private runner did not come up (its log named).
-        """
-        from harness.lab.private import private_runner
-
-        return private_runner(self, version_key, notify=notify, via=via, env=env)
-
+    # -- private runners (started by harness.lab.private) --------------------------------
     def private_runners(self) -> dict[str, LabRunner]:
         """The private runners recorded now (by any process), by key."""
         found = {}
@@ -373,68 +356,7 @@ def lab_dir_for(lab_id: str) -> Path:
     return labs_dir() / lab_id
 
 
-def boot(
-    lab_id: str,
-    forgejo_binary: Binary,
-    specs: Sequence[RunnerSpec],
-    *,
-    capacity: int = 2,
-    seed_sources: Mapping[str, Path] | None = None,
-    seed_refs: Mapping[str, set[str]] | None = None,
-    zombie: ZombieSettings | None = None,
-    use_docker: bool = True,
-    confine: bool = True,
-    actions_url: str | None = None,
-    notify: Notify = lambda s: None,
-) -> Lab:
-    """Boot a lab (usable as ``with boot(...) as lab:``, which takes it down on exit).
-
-    On any failure everything already started (Forgejo, runners, cache servers, firewall rules, our
-    dockerd when no other lab uses it) is stopped before the error propagates; the lab dir is kept
-    with the logs the error names (and dockerd's log when it stopped ours).
-
-    Raises:
-        LabError: a part did not come up; the message says which and where its log is.
-    """
-    from harness.lab.booting import Boot, BootOptions
-
-    directory = lab_dir_for(lab_id)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, mode=0o700)
-    options = BootOptions(capacity, seed_sources, seed_refs, zombie or ZombieSettings(), use_docker, confine,
-                          actions_url)
-    run: Boot | None = None
-    try:
-        run = Boot(lab_id, directory, forgejo_binary, list(specs), options, notify)
-        return run.run()
-    except BaseException as exc:
-        if run is not None:
-            run.settle()
-        leaks = _abort(run.lab if run else None, lab_id)
-        if leaks and isinstance(exc, HarnessError):
-            raise LabError(f"{exc}\n(the failed boot's clean-up left: {', '.join(leaks)}; logs in {directory})") \
-                from exc
-        if leaks:
-            log.error("the failed boot of lab %s left: %s", lab_id, ", ".join(leaks))
-        raise
-    finally:
-        if run is not None:
-            run.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _abort(lab: Lab | None, lab_id: str) -> list[str]:
-    """The clean-up of a failed boot (the dir stays: its logs explain the failure); what is left."""
-    try:
-        if lab is not None:
-            return lab.down(keep_dir=True)
-        return _release_unhandled(lab_id)
-    except Exception as exc:  # the boot's own error matters more; name this one beside it
-        log.exception("clean-up of the failed boot of lab %s", lab_id)
-        return [f"(clean-up failed: {type(exc).__name__}: {exc})"]
-
-
-def _release_unhandled(lab_id: str) -> list[str]:
+def release_unhandled(lab_id: str) -> list[str]:
     """The processes, firewall rules and dockerd use of a lab that got no handle yet; the dir stays."""
     procs.sweep(lab_id)
     if firewall.available():

@@ -12,7 +12,8 @@ from harness import classify
 from harness.budgets import BUDGETS
 from harness.bundle_class import classify_bundle
 from harness.cell import run_cell
-from harness.lab.lab import RunnerSpec, boot
+from harness.lab.booting import boot
+from harness.lab.lab import RunnerSpec
 from harness.scenarios import load
 from harness.target import RunnerHandle, open_lab
 from harness.versions import Version

@@ -15,8 +15,9 @@ import pytest
 
 from harness.forgejo.models import Status
 from harness.lab import engine as engines
+from harness.lab.booting import boot
 from harness.lab.capdrop import missing_caps
-from harness.lab.lab import RunnerSpec, boot
+from harness.lab.lab import RunnerSpec
 from harness.lab.prepare import Prepared
 from harness.runners.process import label_name
 from harness.versions import Version

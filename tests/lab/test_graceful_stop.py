@@ -17,7 +17,8 @@ import pytest
 
 from harness import classify
 from harness.cell import run_cell
-from harness.lab.lab import RunnerSpec, boot
+from harness.lab.booting import boot
+from harness.lab.lab import RunnerSpec
 from harness.scenarios import load
 from harness.target import open_lab
 from harness.versions import Version

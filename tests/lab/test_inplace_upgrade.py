@@ -17,7 +17,9 @@ import uuid
 import pytest
 
 from harness.cell import run_cell
-from harness.lab.lab import RunnerSpec, boot
+from harness.lab.booting import boot
+from harness.lab.lab import RunnerSpec
+from harness.lab.private import private_runner
 from harness.runners.upgrade import store_inventory, upgrade_in_place
 from harness.scenarios import load
 from harness.target import RunnerHandle, open_lab
@@ -79,7 +81,7 @@ def test_v12_started_on_a_warm_v11_runner_s_files(target, tmp_path, record_prope
     (folder / "expect.yml").write_text(EXPECT)
     scenario = load("inplace-upgrade", folder.parent)
     seen: dict[str, object] = {}
-    with target.lab.private_runner(str(OLD)) as runner:
+    with private_runner(target.lab, str(OLD)) as runner:
         handle = RunnerHandle(str(OLD), OLD, dict(runner.labels), runner)
 
         def upgrade(phase, _handle):

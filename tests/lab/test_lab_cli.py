@@ -17,7 +17,8 @@ from harness.errors import LabError
 from harness.forgejo.models import Status
 from harness.lab import booting, firewall
 from harness.lab import engine as engines
-from harness.lab.lab import Lab, RunnerSpec, boot, lab_dir_for
+from harness.lab.booting import boot
+from harness.lab.lab import Lab, RunnerSpec, lab_dir_for
 from harness.lab.prepare import Prepared
 from harness.paths import dockerd_data_root
 from harness.runners.binaries import Binary

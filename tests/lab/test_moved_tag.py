@@ -11,7 +11,9 @@ import uuid
 import pytest
 
 from harness.cell import run_cell
-from harness.lab.lab import RunnerSpec, boot
+from harness.lab.booting import boot
+from harness.lab.lab import RunnerSpec
+from harness.lab.private import private_runner
 from harness.scenarios import load
 from harness.target import RunnerHandle, open_lab
 from harness.versions import Version
@@ -33,7 +35,7 @@ def target():
 
 def test_the_stale_action_cell_and_its_bundle(target, tmp_path, record_property):
     shared = next(iter(target.runners.values()))
-    with target.lab.private_runner(shared.key) as runner:  # a runner of its own, diagnosed before its teardown
+    with private_runner(target.lab, shared.key) as runner:  # a runner of its own, diagnosed before its teardown
         handle = RunnerHandle(shared.key, shared.version, dict(runner.labels), runner)
         result = run_cell(target, load("moved-tag"), handle, tmp_path / "bundle", evidence="always", own_runner=True,
                           keep_repo=True)  # the action copy stays for --check-upstream (the lab goes at the end)

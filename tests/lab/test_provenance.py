@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness.cell import run_cell
-from harness.lab.lab import RunnerSpec, boot
+from harness.lab.booting import boot
+from harness.lab.lab import RunnerSpec
 from harness.lab.seed import parse_seed_option
 from harness.scenarios import load
 from harness.target import open_lab

@@ -15,7 +15,9 @@ from harness import procs
 from harness.budgets import BUDGETS
 from harness.forgejo.models import Status
 from harness.lab import firewall, private
-from harness.lab.lab import Lab, RunnerSpec, boot
+from harness.lab.booting import boot
+from harness.lab.lab import Lab, RunnerSpec
+from harness.lab.private import private_runner
 from harness.observe.stall import StallWatch
 from harness.runners import control
 from harness.runners.process import label_name
@@ -106,7 +108,7 @@ def test_a_private_runner_takes_disruption_alone_and_leaves_nothing(small_lab, r
     shared, _ = _native(small_lab)
     shared_pid = shared.pid
     t0 = time.monotonic()
-    with small_lab.private_runner("12.1.2") as runner:
+    with private_runner(small_lab, "12.1.2") as runner:
         start_seconds = time.monotonic() - t0
         record_property("private_runner_start_seconds", round(start_seconds, 2))
         print(f"private runner {runner.key} polled {start_seconds:.2f}s after the call")

@@ -36,7 +36,7 @@ def lab(tmp_path, monkeypatch):
 
 def test_a_private_runner_lives_alone_and_leaves_nothing(lab):
     notes = []
-    with lab.private_runner("12.1.2", notify=notes.append) as runner:
+    with private.private_runner(lab, "12.1.2", notify=notes.append) as runner:
         assert runner.key.startswith("12.1.2-p") and len(runner.key) == len("12.1.2-p") + 6
         assert runner.labels == {"native": f"regress-{runner.key}-native:host"}
         assert runner.runs_on("native") == f"regress-{runner.key}-native" and runner.runs_on("docker") is None
@@ -62,7 +62,7 @@ def test_lab_down_stops_a_private_runner_whose_owner_died(lab):
 def test_a_private_runner_that_does_not_come_up_is_stopped_and_forgotten(lab):
     lab.runners["12.1.2"].overrides = {"runner": {"envs": {"MODE": "fail"}}}  # the fake daemon then exits
     pattern = r"runner regress-12\.1\.2-p[0-9a-f]{6} \(12\.1\.2\) exited during start"
-    with pytest.raises(LabError, match=pattern) as info, lab.private_runner("12.1.2"):
+    with pytest.raises(LabError, match=pattern) as info, private.private_runner(lab, "12.1.2"):
         pytest.fail("the context must not be entered")
     assert lab.private_runners() == {}
     assert procs.tagged(lab.id) == []  # its cache server was stopped too
@@ -79,7 +79,7 @@ def test_a_private_runner_via_a_fault_proxy_has_its_address_its_port_confined_an
     lab.firewall_rules = ["-A INPUT ..."]  # the lab confines its ports
     monkeypatch.setattr(firewall, "add_ports", lambda lab_id, ports: confined.extend(ports))
     monkeypatch.setattr(firewall, "remove_ports", lambda lab_id, ports: freed.extend(ports))
-    with lab.private_runner("12.1.2", via="http://127.0.0.1:45678") as runner:
+    with private.private_runner(lab, "12.1.2", via="http://127.0.0.1:45678") as runner:
         assert runner.instance_url == "http://127.0.0.1:45678" and runner.fault_proxy_port == 45678
         assert 45678 in confined and runner.cache_port in confined
         shown = lab.private_runners()[runner.key].to_json()  # lab status, from runner.json (any process)

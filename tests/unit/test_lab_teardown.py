@@ -50,7 +50,7 @@ def test_a_boot_failing_after_our_dockerd_started_stops_everything_first(runtime
     forgejo = lab_fakes.fake_forgejo_binary(tmp_path)
     spec = labs.RunnerSpec(lab_fakes.fake_runner_binary(tmp_path))
     with pytest.raises(LabError) as info:
-        labs.boot(lab_id, forgejo, [spec], confine=False)
+        booting.boot(lab_id, forgejo, [spec], confine=False)
     directory = labs.lab_dir_for(lab_id)
     assert "forgejo web exited during start" in str(info.value)
     assert str(directory / "forgejo" / "forgejo.log") in str(info.value)  # the error points at the log …
@@ -78,7 +78,7 @@ def test_a_boot_failing_keeps_a_dockerd_another_lab_uses(runtime, tmp_path, lab_
         "regress-job:x", str(tmp_path / "job.tar"), "regress-binfmt:x", str(tmp_path / "binfmt.tar"), None, "n/a")))
     try:
         with pytest.raises(LabError, match="forgejo web exited during start"):
-            labs.boot(lab_id, lab_fakes.fake_forgejo_binary(tmp_path), [], confine=False)
+            booting.boot(lab_id, lab_fakes.fake_forgejo_binary(tmp_path), [], confine=False)
         assert procs.alive(pid)
         assert sorted(p.name for p in (runtime / "users").iterdir()) == ["other-lab"]
     finally:

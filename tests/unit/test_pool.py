@@ -11,6 +11,7 @@ import pytest
 
 from harness.cell import CellResult
 from harness.errors import HarnessError
+from harness.lab import private as privates
 from harness.pool import CellPool, PoolCell, pooled
 from harness.target import RunnerHandle
 from harness.versions import Version
@@ -29,6 +30,12 @@ class FakeLab:
             yield SimpleNamespace(name=name, labels={"native": f"{name}-native:host"})
         finally:
             self.stopped.append(name)
+
+
+@pytest.fixture(autouse=True)
+def fake_private_runners(monkeypatch):
+    """Private runners come from the fake lab (harness.lab.private starts real ones)."""
+    monkeypatch.setattr(privates, "private_runner", lambda lab, key, **kw: lab.private_runner(key, **kw))
 
 
 def _target(lab: FakeLab | None, keys=("11.3.1", "12.1.2")) -> SimpleNamespace:
