@@ -9,6 +9,7 @@ runner; every lab cell records its runner's stores after its job. This module re
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,8 +46,27 @@ class RepoStores:
                    {k: float(growth[k]) for k in STORES if k in growth})
 
 
-def repo_stores(record: Mapping[str, Any]) -> list[RepoStores]:
-    """Every repository of one cell record: its warm-up runs (in order), then the measured run."""
+def series_name(record: Mapping[str, Any], runner_name: str, sessions: int) -> str:
+    """The series a record's stores belong to: its runner, and its session when records of several sessions are
+    joined (a merge): two hosts' ``regress-12.1.2`` are two runners, never one series."""
+    return f"{runner_name} (session {record.get('session')})" if sessions > 1 else runner_name
+
+
+def sessions_of(records: Iterable[Mapping[str, Any]]) -> int:
+    """How many sessions the records come from."""
+    return len({r.get("session") for r in records})
+
+
+def repo_stores(record: Mapping[str, Any], sessions: int = 1) -> list[RepoStores]:
+    """Every repository of one cell record: its warm-up runs (in order), then the measured run; the runner's name
+    carries the session when ``sessions`` > 1 (:func:`series_name`)."""
+    found = _repo_stores(record)
+    if sessions <= 1:
+        return found
+    return [dataclasses.replace(p, runner_name=series_name(record, p.runner_name, sessions)) for p in found]
+
+
+def _repo_stores(record: Mapping[str, Any]) -> list[RepoStores]:
     obs = record.get("observations") or {}
     scenario, runner = str(record.get("scenario")), str(record.get("runner"))
     warm_up = obs.get(WARM_UP_KEY) or {}
@@ -121,8 +141,10 @@ class RunnerCache:
 def runner_series(records: Iterable[Mapping[str, Any]]) -> dict[str, RunnerCache]:
     """Per runner (by name: a private runner has its own stores), every repository of the session in order."""
     by_runner: dict[tuple[str, str], list[RepoStores]] = defaultdict(list)
+    records = list(records)
+    sessions = sessions_of(records)
     for record in records:
-        for point in repo_stores(record):
+        for point in repo_stores(record, sessions):
             by_runner[(point.runner, point.runner_name)].append(point)
     series = {}
     for (runner, name), points in sorted(by_runner.items()):

@@ -75,6 +75,7 @@ class CellResult:
             "class": self.classification.name if self.classification else None,
             "class_evidence": self.classification.to_json() if self.classification else None,
             "known_bug": self.known_bug.describe() if self.known_bug else None,
+            "known_bug_reproduced": self.known_bug_reproduced(),
         }
 
     def known_bug_reproduced(self) -> bool:

@@ -14,7 +14,7 @@ from typing import NoReturn
 from filelock import FileLock, Timeout
 
 from harness import config
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.lab import booting
 from harness.lab import lab as labs
 from harness.lab.forgejo import ZombieSettings
@@ -293,6 +293,26 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_merge(args: argparse.Namespace) -> int:
+    """One gate over several runs: exit 0 passed, 1 failed or inconclusive, 2 bad input."""
+    from harness import merge, report
+
+    settings = config.build(config.resolve_raw(lambda dest: {
+        "regress_baseline": args.baseline, "regress_candidate": args.candidate, "regress_gate_on": args.gate_on,
+        "regress_compare_baseline": args.compare_baseline}.get(dest)))
+    gate = report.gate_request(settings.baseline, settings.candidate, settings.gate_on, settings.compare_baseline)
+    try:
+        merged = merge.merge([Path(p) for p in args.runs], Path(args.out), gate)
+    except ValueError as exc:  # an unreadable golden baseline
+        raise ConfigError(f"--compare-baseline: {exc}") from None
+    for line in (Path(args.out) / "report.md").read_text().splitlines()[2:]:
+        _print(line)
+    for line in merge.summary(merged, gate):
+        _print(line)
+    _print(f"report: {Path(args.out) / 'report.md'} (and report.json, index.md)")
+    return merged.exit_status
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """A runner's stores: sizes, clones, cache entries, findings with their clean-up (exit 1 when any)."""
     from harness.diagnose import diagnose
@@ -372,6 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--warm-up-repos", metavar="K", help="default: the bundle's, when it was a --warm-up cell "
                        "(K-1 warm-up runs, then the measured one, on the same runner)")
     rerun.add_argument("--no-warm-up", action="store_true", help="re-run a --warm-up cell cold, without warm-up runs")
+    rep = sub.add_parser("report", help="Reports over runs: `report merge` joins the runs of several sessions.")
+    rep_sub = rep.add_subparsers(dest="report_command", required=True)
+    mer = rep_sub.add_parser("merge", help="One table and one gate over several run dirs (a CI matrix), decided as a "
+                             "session decides. Exit 0: passed; 1: failed or inconclusive; 2: bad input.")
+    mer.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run dirs (<evidence dir>/<run id>/)")
+    mer.add_argument("--out", required=True, metavar="DIR", help="where report.md, report.json, index.md, gate.json go")
+    mer.add_argument("--baseline", metavar="VERSION")
+    mer.add_argument("--candidate", metavar="VERSION")
+    mer.add_argument("--gate-on", metavar="LIST", help="setup,cache,cpu,leftovers as in a session")
+    mer.add_argument("--compare-baseline", metavar="FILE", help="a golden baseline file, as in a session")
     klass = sub.add_parser("classify", help="The failure class of evidence bundles, from their files alone.")
     klass.add_argument("bundles", nargs="+", metavar="BUNDLE")
     bis = sub.add_parser("bisect", help="Find the first runner version that fails a scenario.")
@@ -416,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_classify(args)
         if args.command == "diagnose":
             return cmd_diagnose(args)
+        if args.command == "report":
+            return cmd_report_merge(args)
         return handlers[args.lab_command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

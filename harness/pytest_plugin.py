@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pytest
 from filelock import FileLock
 
-from harness import compare, config, report, warmup
+from harness import compare, config, identity, report, warmup
 from harness import conditions as conditions_mod
 from harness.budgets import BUDGETS
 from harness.cell import CellResult, NotRunnable, run_cell
@@ -50,6 +50,7 @@ SETTINGS = pytest.StashKey[config.Settings]()
 RUN_ID = pytest.StashKey[str]()
 PLAN_PROBLEM = pytest.StashKey[str | None]()
 NOT_APPLICABLE = pytest.StashKey[dict[str, str]]()
+HASHES = pytest.StashKey[dict[tuple[str, str], "str | None"]]()
 VERSIONS = pytest.StashKey[tuple[Version, ...]]()
 CATALOGUE = pytest.StashKey[Catalogue]()
 CONDITIONS = pytest.StashKey[dict[str, "conditions_mod.Condition"]]()
@@ -235,6 +236,24 @@ def _cells_of(scenarios: list[Scenario], conditions: Mapping[str, conditions_mod
                 not_applied.append(str(exc))
 
 
+def _hash(cfg: pytest.Config, cell: CellParam) -> str | None:
+    """The cell's scenario hash (its files, stand-in actions, condition, the suite's version), once per scenario."""
+    hashes = cfg.stash.setdefault(HASHES, {})
+    key = (cell.scenario, cell.condition)
+    if key not in hashes:
+        try:
+            block = _conditions(cfg)[cell.condition].block if cell.condition else None
+            hashes[key] = identity.scenario_hash(_catalogue(cfg).load(cell.scenario), block)
+        except (ConfigError, OSError):
+            hashes[key] = None
+    return hashes[key]
+
+
+def _stamp(cfg: pytest.Config, cell: CellParam) -> dict[str, Any]:
+    """A record's identity: session, host, repeat (of how many), scenario hash (harness.identity)."""
+    return identity.stamp(cfg.stash[RUN_ID], cell.repeat, _settings(cfg).repeat, _hash(cfg, cell))
+
+
 def _scenario(cfg: pytest.Config, name: str, condition: str) -> Scenario:
     """A cell's scenario, under its condition when it has one."""
     scenario = _catalogue(cfg).load(name)
@@ -277,7 +296,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         param = _cell_param(item)
         if param is not None:  # travels with every report (xdist too): the gate knows each cell's test
-            item.user_properties.extend([("scenario", param.scenario), ("runner", param.runner)])
+            item.user_properties.extend([("scenario", param.scenario), ("runner", param.runner),
+                                         ("repeat", param.repeat), ("scenario_hash", _hash(config, param))])
             if param.condition:
                 item.user_properties.append(("condition", param.condition))
     lab_items = [i for i in items if i.get_closest_marker("lab")]
@@ -388,8 +408,8 @@ def regress_cell(request: pytest.FixtureRequest) -> CellParam:
 def _skip_cell(request: pytest.FixtureRequest, cell: CellParam, reason: str) -> NoReturn:
     """Record the cell as skipped (the table and the gate see it), then skip the test."""
     report.write_record(_run_dir(request.config), request.node.name,
-                        report.skipped_record(cell.scenario, cell.runner, reason, request.node.nodeid,
-                                              cell.condition))
+                        {**report.skipped_record(cell.scenario, cell.runner, reason, request.node.nodeid,
+                                                 cell.condition), **_stamp(request.config, cell)})
     request.node.user_properties.extend([("outcome", str(Outcome.SKIPPED)), ("reason", reason)])
     pytest.skip(reason)
 
@@ -480,7 +500,10 @@ def regress_run(request: pytest.FixtureRequest, regress_target: Target, regress_
                                                         regress_cell.condition), lane)
     except NotRunnable as exc:
         _skip_cell(request, regress_cell, f"{scenario.name} is not runnable on runner {handle.key}: {exc}")
-    report.write_record(run_dir, request.node.name, {**result.to_json(), "nodeid": request.node.nodeid})
+    record = {**result.to_json(), "nodeid": request.node.nodeid, **_stamp(cfg, regress_cell)}
+    if result.bundle is not None and result.bundle.is_relative_to(run_dir):
+        record["bundle"] = str(result.bundle.relative_to(run_dir))  # a run dir moves (a CI artifact) whole
+    report.write_record(run_dir, request.node.name, record)
     props = request.node.user_properties
     props.append(("outcome", str(result.outcome)))
     props.append(("reason", result.reason))
@@ -571,15 +594,12 @@ class _TestLog:
 def _new_run(nodeid: str, props: dict[str, Any]) -> report.ReportedTest:
     scenario, runner = props.get("scenario"), props.get("runner")
     return report.ReportedTest(nodeid, str(scenario) if scenario else None, str(runner) if runner else None,
-                               condition=str(props.get("condition") or ""))
+                               condition=str(props.get("condition") or ""), repeat=int(props.get("repeat") or 0),
+                               scenario_hash=props.get("scenario_hash"))
 
 
 def _gate_request(settings: config.Settings) -> report.GateRequest | None:
-    if settings.candidate is None or (settings.baseline is None and settings.compare_baseline is None):
-        return None
-    return report.GateRequest(candidate=str(settings.candidate),
-                              baseline=str(settings.baseline) if settings.baseline else None,
-                              gate_on=settings.gate_on, golden=settings.compare_baseline)
+    return report.gate_request(settings.baseline, settings.candidate, settings.gate_on, settings.compare_baseline)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -591,7 +611,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings = _settings(cfg)
     try:
         finished = report.finish(_run_dir(cfg), list(cfg.stash[TESTS].values()), int(session.exitstatus),
-                                 gate=_gate_request(settings), save=settings.save_baseline)
+                                 gate=_gate_request(settings), save=settings.save_baseline,
+                                 session=report.SessionStamp(cfg.stash[RUN_ID], identity.host(), settings.repeat))
     except ValueError as exc:
         raise pytest.UsageError(f"forgejo-runner-regress: --compare-baseline: {exc}") from None
     cfg.stash[FINISHED] = finished

@@ -37,11 +37,22 @@ class ReportedTest:
     skipped: str | None = None  # the skip reason
     message: str = ""  # the first line of the first failure
     condition: str = ""  # the cell's --condition ("" for none)
+    repeat: int = 0
+    scenario_hash: str | None = None
 
     @property
     def is_cell(self) -> bool:
         """True for a scenario × runner test."""
         return self.scenario is not None and self.runner is not None
+
+
+@dataclass(frozen=True)
+class SessionStamp:
+    """Who made a session's records: its id, the host, ``--repeat`` (a merge joins sessions by these)."""
+
+    session: str
+    host: str
+    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,14 @@ class GateRequest:
     baseline: str | None = None
     gate_on: tuple[str, ...] = ()
     golden: Path | None = None  # --compare-baseline
+
+
+def gate_request(baseline: object, candidate: object, gate_on: Sequence[str], golden: Path | None) -> GateRequest | None:
+    """The gate a session or a merge was asked for (None: no candidate, or nothing to compare it with)."""
+    if candidate is None or (baseline is None and golden is None):
+        return None
+    return GateRequest(candidate=str(candidate), baseline=str(baseline) if baseline else None,
+                       gate_on=tuple(gate_on), golden=golden)
 
 
 @dataclass(frozen=True)
@@ -90,24 +109,27 @@ def skipped_record(scenario: str, runner: str, reason: str, nodeid: str = "", co
             "verdict": None, "observations": {}, "nodeid": nodeid}
 
 
-def _missing_record(test: ReportedTest) -> dict[str, Any]:
+def _missing_record(test: ReportedTest, stamp: SessionStamp | None) -> dict[str, Any]:
     """A record for a scenario test that wrote none (it died or was skipped before its cell ran)."""
     assert test.scenario is not None and test.runner is not None
+    who = ({"session": stamp.session, "host": stamp.host, "repeat": test.repeat, "repeats": stamp.repeats,
+            "scenario_hash": test.scenario_hash} if stamp is not None else {})
     if test.skipped is not None and not test.failed:
-        return skipped_record(test.scenario, test.runner, test.skipped or "skipped", test.nodeid, test.condition)
+        return {**skipped_record(test.scenario, test.runner, test.skipped or "skipped", test.nodeid, test.condition),
+                **who}
     if test.failed:
         why = f"the test failed ({'/'.join(test.failed)}) before its cell wrote a record: {test.message or 'no message'}"
     else:
         why = "the test wrote no cell record"
     return {**skipped_record(test.scenario, test.runner, why, test.nodeid, test.condition),
-            "outcome": str(Outcome.INCONCLUSIVE),
-            "recorded": False}
+            "outcome": str(Outcome.INCONCLUSIVE), "recorded": False, **who}
 
 
-def complete_records(records: Sequence[Mapping[str, Any]], tests: Iterable[ReportedTest]) -> list[dict[str, Any]]:
+def complete_records(records: Sequence[Mapping[str, Any]], tests: Iterable[ReportedTest],
+                     stamp: SessionStamp | None = None) -> list[dict[str, Any]]:
     """``records`` plus one for every scenario test without a record of its own (matched by node id)."""
     seen = {r.get("nodeid") for r in records}
-    extra = [_missing_record(t) for t in tests if t.is_cell and t.nodeid not in seen]
+    extra = [_missing_record(t, stamp) for t in tests if t.is_cell and t.nodeid not in seen]
     return [dict(r) for r in records] + extra
 
 
@@ -121,10 +143,11 @@ def with_figures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The records as report.json holds them: each with its cold and warm setup and CPU figures, and its runner's
     cache store after each repository of the session (``runner_cache``; None for a runner with no measured store)."""
     series = cache_growth.runner_series(records)
+    sessions = cache_growth.sessions_of(records)
     out = []
     for record in records:
         cell = compare.Cell.from_json(record)
-        name = next((p.runner_name for p in cache_growth.repo_stores(record)), None)
+        name = next((p.runner_name for p in cache_growth.repo_stores(record, sessions)), None)
         out.append({**record, **{k: getattr(cell, k) for k in COLD_WARM},
                     "runner_cache": series[name].to_json() if name in series else None})
     return out
@@ -179,13 +202,72 @@ def merge_golden(stored: Sequence[compare.Cell], live: Sequence[compare.Cell],
 # -- the gate and the exit status ----------------------------------------------------------------------
 
 
+def gate_judges(record: Mapping[str, Any], runners: Iterable[str]) -> bool:
+    """The gate judges this record's failure: a failed cell on a gate runner (never a selfcheck: a selfcheck that
+    fails says the judge itself is wrong, which no comparison excuses)."""
+    return (str(record.get("runner")) in set(runners) and record.get("outcome") == str(Outcome.FAIL)
+            and not (record.get("observations") or {}).get("selfcheck"))
+
+
 def excused(tests: Iterable[ReportedTest], records: Sequence[Mapping[str, Any]], runners: Iterable[str]) -> set[str]:
     """Node ids of failed tests the gate judges: a cell on a gate runner that failed in its call
     phase only, with the recorded outcome ``fail``. Every other failure keeps the session failed."""
-    gate_runners = set(runners)
-    judged = {r.get("nodeid") for r in records
-              if str(r.get("runner")) in gate_runners and r.get("outcome") == str(Outcome.FAIL)}
+    runners = set(runners)
+    judged = {r.get("nodeid") for r in records if gate_judges(r, runners)}
     return {t.nodeid for t in tests if t.failed == ("call",) and t.nodeid in judged}
+
+
+def session_failures(tests: Iterable[ReportedTest], records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The failed tests a merge cannot judge again from the records: every failed test but a cell that failed in
+    its call phase with a record of its own (a unit test, a selfcheck, a teardown, a cell that died before its
+    record). ``session.json`` keeps them, and a merge that holds any is failed."""
+    recorded = {r.get("nodeid"): r for r in records if r.get("recorded", True)}
+    found = []
+    for test in tests:
+        record = recorded.get(test.nodeid)
+        rejudged = (test.is_cell and test.failed == ("call",) and record is not None
+                    and not (record.get("observations") or {}).get("selfcheck"))
+        if test.failed and not rejudged:
+            found.append({"nodeid": test.nodeid, "phases": list(test.failed), "message": test.message})
+    return found
+
+
+def failing_records(records: Sequence[Mapping[str, Any]], runners: Iterable[str]) -> list[Mapping[str, Any]]:
+    """Records that fail a session or merge by themselves: fail or inconclusive, neither the gate's to judge nor a
+    known bug reproduced (a strict xfail)."""
+    runners = set(runners)
+    bad = (str(Outcome.FAIL), str(Outcome.INCONCLUSIVE))
+    return [r for r in records if r.get("outcome") in bad and not gate_judges(r, runners)
+            and not r.get("known_bug_reproduced")]
+
+
+def decide_gate(cells: Sequence[compare.Cell], gate: GateRequest) -> tuple[list[compare.GateFinding], str]:
+    """The gate's findings and its baseline: the golden file's baseline cells in place of live ones when given. One
+    function for a session, a golden file and a merge.
+
+    Raises:
+        ValueError: an unreadable golden baseline, or one without the baseline runner.
+    """
+    baseline = gate.baseline
+    if gate.golden is not None:
+        cells, baseline = merge_golden(compare.load_baseline(gate.golden), cells, baseline)
+    assert baseline is not None, "a gate needs a baseline runner (config validation guarantees one)"
+    return compare.gate(cells, baseline, gate.candidate, gate.gate_on), baseline
+
+
+SESSION_FILE = "session.json"
+SESSION_SCHEMA = "forgejo-runner-regress/session/1"
+
+
+def write_session(run_dir: Path, stamp: SessionStamp, exit_status: int, failures: Sequence[Mapping[str, Any]],
+                  records: int, gate: Mapping[str, Any] | None) -> Path:
+    """``session.json``: how the session ended (its exit status, the failures no record shows, the gate)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / SESSION_FILE
+    path.write_text(json.dumps({"schema": SESSION_SCHEMA, "session": stamp.session, "host": stamp.host,
+                                "repeats": stamp.repeats, "exit_status": exit_status, "failures": list(failures),
+                                "records": records, "gate": gate}, indent=2, default=str))
+    return path
 
 
 def exit_status(current: int, tests: Sequence[ReportedTest], records: Sequence[Mapping[str, Any]],
@@ -214,7 +296,7 @@ def write_gate(run_dir: Path, findings: Sequence[compare.GateFinding], baseline:
 
 
 def finish(run_dir: Path, tests: Sequence[ReportedTest], current: int, *, gate: GateRequest | None = None,
-           save: Path | None = None) -> SessionReport:
+           save: Path | None = None, session: SessionStamp | None = None) -> SessionReport:
     """Everything a session does at its end, in order: complete and report the records, save a
     golden baseline, run the gate and decide the exit status (only with a gate).
 
@@ -222,20 +304,21 @@ def finish(run_dir: Path, tests: Sequence[ReportedTest], current: int, *, gate: 
         ValueError: an unreadable golden baseline, or one without the baseline runner.
     """
     loaded, problems = load_records(run_dir / CELLS_DIR)
-    records = complete_records(loaded, tests)
+    records = complete_records(loaded, tests, session)
     written = write_reports(run_dir, records)
     if save is not None and records:
         written.append(save_baseline(save, records))
+    failures = session_failures(tests, records)
     if gate is None:
+        if session is not None:
+            written.append(write_session(run_dir, session, current, failures, len(records), None))
         return SessionReport(tuple(records), tuple(problems), written=tuple(written))
-    cells = [compare.Cell.from_json(r) for r in records]
-    baseline = gate.baseline
-    if gate.golden is not None:
-        cells, baseline = merge_golden(compare.load_baseline(gate.golden), cells, baseline)
-    assert baseline is not None, "a gate needs a baseline runner (config validation guarantees one)"
-    findings = compare.gate(cells, baseline, gate.candidate, gate.gate_on)
+    findings, baseline = decide_gate([compare.Cell.from_json(r) for r in records], gate)
     written.append(write_gate(run_dir, findings, baseline, gate.candidate))
     status = exit_status(current, tests, records, findings, {baseline, gate.candidate})
+    if session is not None:
+        written.append(write_session(run_dir, session, status, failures, len(records), {
+            "baseline": baseline, "candidate": gate.candidate, "line": compare.gate_line(findings)}))
     return SessionReport(tuple(records), tuple(problems), tuple(findings), baseline, status, tuple(written))
 
 

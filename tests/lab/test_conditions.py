@@ -36,7 +36,7 @@ def test_a_slow_forgejo_condition_gates_the_upgrade_and_its_bundle_reruns_under_
     assert lost["class"] == "finalization-lost", lost["class_evidence"]
     assert lost["observations"]["condition"]["name"] == "slowci"
     assert "### under slowci" in (run / "report.md").read_text()
-    bundle = Path(lost["bundle"])
+    bundle = run / lost["bundle"]  # a record's bundle is relative to its run
     assert (bundle / "condition.yml").is_file()
     assert "--condition=slowci=" in (bundle / "repro.md").read_text()
     again = subprocess.run([sys.executable, "-m", "harness", "rerun", str(bundle)], capture_output=True, text=True,

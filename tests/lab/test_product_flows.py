@@ -118,14 +118,15 @@ def test_existing_instance_and_no_secret_anywhere(binaries_present, tmp_path):
             row = next(line for line in out.splitlines() if line.startswith(f"| {scenario}"))
             assert "| pass" in row and "(existing runner)" in row and "cpu=-" not in row and "cache+=-" not in row, row
             assert "observation-unavailable" not in row, row  # the runner log came from the unit's journal
-        records = json.loads(next((tmp_path / "evidence").glob("*/report.json")).read_text())
+        report_file = next((tmp_path / "evidence").glob("*/report.json"))
+        records = json.loads(report_file.read_text())
         observed = [r for r in records if r["outcome"] == "pass" and r["scenario"] != "leftover-container"]
         for record in observed:
             seen = record["observations"]
             assert seen["existing_runner"]["name"] == runner.name and seen["existing_runner"]["source"].startswith(
                 "unit forgejo-runner"), seen["existing_runner"]
             assert seen["cpu"] and "store_growth_mb" in seen and seen["diagnose"].get("stores"), record["scenario"]
-            repro = (Path(record["bundle"]) / "repro.md").read_text()
+            repro = (report_file.parent / record["bundle"] / "repro.md").read_text()  # relative to its run
             assert "## Your runner (--runner-process)" in repro and "diagnose after the cell" in repro
         after = runner_files(runner.dir)
         stores = ("work/", "cache/", "home/", "runner.log", "cache-server.log")  # the runner's own writing

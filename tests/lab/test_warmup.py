@@ -68,7 +68,7 @@ def test_warm_up_measures_cold_and_warm_and_the_growth_per_repository(tmp_path):
     assert (diagnosed / "12.1.2.rc").read_text() == "1"
 
     # a re-run of a warm-up cell is warm again: its K from the bundle's warm-up.json, on one runner of a new lab
-    bundle = Path(records["native-checkout"]["bundle"])
+    bundle = run_dir / records["native-checkout"]["bundle"]  # relative to its run
     again = subprocess.run([sys.executable, "-m", "harness", "rerun", str(bundle)], capture_output=True, text=True,
                            cwd=ROOT, timeout=900, check=False)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
