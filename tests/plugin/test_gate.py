@@ -371,3 +371,37 @@ def test_a_bad_condition_is_a_usage_error_naming_the_file(project, pytester, tex
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--condition bad=*bad.yml: *{says}*"])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_two_sessions_merged_decide_as_one_session_that_ran_both(project, pytester):
+    """`report merge` of one run per version gives the outcomes, classes, gate line and exit status of one session
+    that ran both (the stubbed lab: docker-checkout regresses on 12.1.2)."""
+    import subprocess
+    import sys
+
+    table = {"docker-checkout@12.1.2": "fail"}
+    pick = ("-k", "checkout")
+    both = project(table, "-m", "regression", "--baseline", "11.3.1", "--candidate", "12.1.2", *pick,
+                   f"--evidence-dir={pytester.path / 'both'}")
+    for version in ("11.3.1", "12.1.2"):
+        project(table, "-m", "regression", "--runner-version", version, *pick,
+                f"--evidence-dir={pytester.path / version}")
+    runs = [str(p) for v in ("11.3.1", "12.1.2") for p in (pytester.path / v).iterdir()]
+    merged = subprocess.run([sys.executable, "-m", "harness", "report", "merge", *runs, "--out",
+                             str(pytester.path / "merged"), "--baseline", "11.3.1", "--candidate", "12.1.2"],
+                            capture_output=True, text=True, check=False)
+    line = "gate FAILED (regressed: docker-checkout)"
+    assert line in both.stdout.str() and line in merged.stdout, merged.stdout + merged.stderr
+    assert both.ret == merged.returncode == 1
+
+    def decided(path):
+        return sorted((r["scenario"], r["runner"], r["outcome"], r.get("class")) for r in
+                      json.loads((path / "report.json").read_text()))
+
+    (one,) = (pytester.path / "both").iterdir()
+    assert decided(one) == decided(pytester.path / "merged")
+    assert json.loads((one / "gate.json").read_text())["findings"] == \
+        json.loads((pytester.path / "merged" / "gate.json").read_text())["findings"]
+    sessions = {json.loads((pytester.path / v).joinpath(p.name, "session.json").read_text())["exit_status"]
+                for v in ("11.3.1", "12.1.2") for p in (pytester.path / v).iterdir()}
+    assert sessions == {0, 1}  # without a gate, the 12.1.2 run failed its own session: the merge judges it again
