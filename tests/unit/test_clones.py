@@ -13,14 +13,16 @@ def git(*args: str, cwd: Path | None = None) -> str:
                           cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def remote_repo(tmp_path: Path) -> Path:
+def remote_repo(tmp_path: Path, file: str = "action.yml", *, annotated: bool = True) -> Path:
+    """A repository with one commit ``A`` (``file``), tag ``v1`` and, when ``annotated``, an annotated ``v2``."""
     src = tmp_path / "src"
     git("init", "-q", str(src))
-    (src / "action.yml").write_text("name: a\n")
+    (src / file).write_text("name: a\n")
     git("add", ".", cwd=src)
     git("commit", "-qm", "A", cwd=src)
     git("tag", "v1", cwd=src)
-    git("tag", "-a", "-m", "annotated", "v2", cwd=src)
+    if annotated:
+        git("tag", "-a", "-m", "annotated", "v2", cwd=src)
     return src
 
 

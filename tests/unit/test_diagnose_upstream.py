@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.diagnose import action_clones, upstream
 from harness.runners import clones
 
-from .test_clones import at, git
+from .test_clones import at, git, remote_repo
 
 
 def snapshot(path: Path) -> dict[str, float]:
@@ -18,12 +18,7 @@ def snapshot(path: Path) -> dict[str, float]:
 
 def a_runner_clone(tmp_path: Path) -> tuple[Path, Path, Path]:
     """An 11.x-shaped work tree of ``regress/movetag@v1`` (a file:// remote) and the remote itself."""
-    src = tmp_path / "src"
-    git("init", "-q", str(src))
-    (src / "a").write_text("A")
-    git("add", ".", cwd=src)
-    git("commit", "-qm", "A", cwd=src)
-    git("tag", "v1", cwd=src)
+    src = remote_repo(tmp_path, "a", annotated=False)
     url = src.as_uri()
     work = tmp_path / "work"
     clone = at(work, "regress/movetag@v1")
