@@ -71,7 +71,7 @@ def test_tests_without_a_record_get_one_saying_why():
 def test_reports_and_golden_baseline(tmp_path):
     records = [record(), record(runner=CAND, outcome="inconclusive", reason="API 502 after retries")]
     written = report.write_reports(tmp_path, records)
-    assert [p.name for p in written] == ["report.md", "report.json", "index.md"]
+    assert [p.name for p in written] == ["report.md", "report.json", "index.md", "report.html"]
     table = (tmp_path / "report.md").read_text()
     assert table.startswith("# Runner comparison\n\n| scenario | 11.3.1 | 12.1.2 |")
     assert "native-checkout ◆" in table and "INCONCLUSIVE" in table and "API 502 after retries" in table
