@@ -118,14 +118,9 @@ def cpu_chart(cell: CellView) -> Chart:
     return bars("cpu", f"CPU per phase of {cell.title} (% of one core)", rows or [Row("cpu", None, "")], "%")
 
 
-def _short(repo: str, i: int) -> str:
-    name = repo.rsplit("/", 1)[-1] or f"run {i + 1}"
-    return name if len(name) <= 16 else name[:7] + "…" + name[-8:]
-
-
 def cache_chart(cell: CellView) -> Chart:
-    """Each store's growth over each repository the workflow ran from (MB), in order."""
-    rows = [Row(f"{_short(r.repo, i)}: {store}", r.growth_mb.get(store), STORE_COLORS[store])
+    """Each store's growth over each repository the workflow ran from (MB), in order (repo 1 is the first run)."""
+    rows = [Row(f"repo {i + 1}: {store}", r.growth_mb.get(store), STORE_COLORS[store])
             for i, r in enumerate(cell.repos) for store in STORES]
     return bars("cache", f"Cache growth per repository of {cell.title} (MB per store)",
                 rows or [Row("stores", None, "")], " MB")
