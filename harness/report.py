@@ -214,6 +214,20 @@ def write_gate(run_dir: Path, findings: Sequence[compare.GateFinding], baseline:
     return path
 
 
+def read_gate(path: Path) -> tuple[list[compare.GateFinding], str, str]:
+    """A ``gate.json``'s findings, baseline and candidate (for a page rendered from a finished run dir).
+
+    Raises:
+        ValueError: not a gate.json that :func:`write_gate` wrote.
+    """
+    try:
+        data = json.loads(path.read_text())
+        findings = [compare.GateFinding(**f) for f in data["findings"]]
+        return findings, str(data["baseline"]), str(data["candidate"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a gate.json: {exc!r}") from None
+
+
 def finish(run_dir: Path, tests: Sequence[ReportedTest], current: int, *, gate: GateRequest | None = None,
            save: Path | None = None) -> SessionReport:
     """Everything a session does at its end, in order: complete and report the records, save a

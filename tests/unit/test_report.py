@@ -148,6 +148,16 @@ def test_a_regression_fails_the_gate(tmp_path):
     assert [f.kind for f in done.findings] == [REGRESSION]
     assert done.exit_status == EXIT_TESTS_FAILED and done.gate_line.startswith("gate FAILED")
     assert json.loads((tmp_path / "gate.json").read_text())["verdict"] == "FAILED"
+    assert report.read_gate(tmp_path / "gate.json") == (list(done.findings), BASE, CAND)
+    page = (tmp_path / "report.html").read_text()  # written again once the gate decided: its line first
+    assert 'id="gate-line">gate FAILED (regressed: native-checkout)' in page and page.index("gate FAILED") < page.index(
+        'id="matrix"')
+
+
+def test_read_gate_names_a_file_that_is_none(tmp_path):
+    (tmp_path / "gate.json").write_text('{"verdict": "passed"}')
+    with pytest.raises(ValueError, match=r"gate\.json is not a gate\.json: KeyError\('findings'\)"):
+        report.read_gate(tmp_path / "gate.json")
 
 
 def test_a_candidate_whose_fixture_died_makes_the_gate_inconclusive(tmp_path):
