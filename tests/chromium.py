@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import html
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,12 +84,12 @@ class _Session:
 @contextlib.contextmanager
 def _browser(binary: str, width: int, height: int) -> Iterator[str]:
     """A headless chromium on a free DevTools port; yields the page target's websocket URL."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                  "--disable-background-networking", "--disable-component-update",
                                  "--remote-debugging-port=0", f"--user-data-dir={profile}",
                                  f"--window-size={width},{height}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 30
@@ -98,12 +102,26 @@ def _browser(binary: str, width: int, height: int) -> Iterator[str]:
                 targets = json.load(answer)
             yield next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
         finally:
-            proc.terminate()
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End the chromium we started and its helper processes (its own process group), before its profile is removed:
+    a helper still writing there would make the removal fail."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        deadline = time.monotonic() + wait  # the helpers outlive the browser process by a moment
+        while time.monotonic() < deadline:
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def open_page(page: Path, screenshot: Path, *, binary: str | None = None, width: int = 1280,
@@ -146,3 +164,34 @@ def ink(png: Path) -> tuple[int, float]:
     total = sum(n for n, _ in counts)
     background = max((n for n, _ in counts), default=0)
     return len(counts), (total - background) / total if total else 0.0
+
+
+def check_report(page: Path, records: Sequence[Mapping[str, Any]], gate_line: str, screenshot: Path,
+                 *, binary: str | None = None) -> Loaded:
+    """Open a report.html and check it: nothing but the page loaded, the gate line, each record's section with its
+    outcome and class (records in the order the page was rendered from), every chart laid out with a size, and a
+    screenshot (kept at ``screenshot``) that is not blank."""
+    from harness.report_view import anchor
+
+    loaded = open_page(page, screenshot, binary=binary)
+    where = f"(page {page}, screenshot {screenshot})"
+    assert loaded.requests == (page.as_uri(),), f"a request left the page: {loaded.requests} {where}"
+    dom = html.unescape(loaded.dom)
+    assert f'id="gate-line">{html.unescape(gate_line)}</p>' in dom, f"no gate line {gate_line!r} {where}"
+    for i, record in enumerate(records):
+        section = re.search(rf'<article class="cell" id="{re.escape(anchor(record, i))}" data-outcome="([^"]*)" '
+                            r'data-class="([^"]*)">\s*<h3>(.*?)</h3>', dom, re.S)
+        assert section is not None, f"no section for {record.get('nodeid')} {where}"
+        outcome, failure_class = str(record.get("outcome")), str(record.get("class") or "")
+        assert section.groups()[:2] == (outcome, failure_class), f"{section.groups()} {where}"
+        assert f">{outcome}</span>" in section.group(3), f"{section.group(3)} {where}"
+        assert not failure_class or f"[{failure_class}]" in section.group(3), f"{section.group(3)} {where}"
+    kinds = [kind for kind, _, _ in loaded.svgs]
+    for kind in ("svg-setup", "svg-cpu", "svg-cache"):
+        assert kinds.count(kind) == len(records), f"{kind}: {kinds.count(kind)} for {len(records)} cells {where}"
+    fired = sum(1 for r in records if ((r.get("observations") or {}).get("fault") or {}).get("fired"))
+    assert kinds.count("svg-timeline") == fired, f"{kinds.count('svg-timeline')} timelines, {fired} faults {where}"
+    assert all(w > 100 and h > 10 for _, w, h in loaded.svgs), f"an SVG without size: {loaded.svgs} {where}"
+    colours, share = ink(screenshot)
+    assert colours > 16 and share > 0.02, f"the screenshot looks blank ({colours} colours, {share:.1%} ink) {where}"
+    return loaded

@@ -13,7 +13,6 @@ import pytest
 from harness import html_report
 from harness.compare import REGRESSION, SAME, Cell, GateFinding, gate_line, load_records
 from harness.report import read_gate
-from harness.report_view import anchor
 from tests import chromium
 
 from .test_report_view import record
@@ -106,26 +105,7 @@ def render_run(run: Path, out: Path) -> tuple[Path, list[dict], str]:
 def test_the_page_of_a_real_run_in_chromium(run, tmp_path):
     binary = need_chromium()
     page, records, line = render_run(RUNS / run, tmp_path)
-    shot = tmp_path / "report.png"
-    loaded = chromium.open_page(page, shot, binary=binary)
-    where = f"(page {page}, screenshot {shot})"
-    assert loaded.requests == (page.as_uri(),), f"a request left the page: {loaded.requests} {where}"
-    dom = html.unescape(loaded.dom)
-    assert f'id="gate-line">{line}</p>' in dom, where
-    for i, r in enumerate(records):
-        section = re.search(rf'<article class="cell" id="{re.escape(anchor(r, i))}" data-outcome="([^"]*)" '
-                            r'data-class="([^"]*)">\s*<h3>(.*?)</h3>', dom, re.S)
-        assert section is not None, f"no section for {r['nodeid']} {where}"
-        assert section.groups()[:2] == (r["outcome"], r["class"] or ""), where
-        assert f">{r['outcome']}</span>" in section.group(3), where
-        if r["class"]:
-            assert f"[{r['class']}]" in section.group(3), where
-    kinds = [k for k, _, _ in loaded.svgs]
-    assert kinds.count("svg-setup") == kinds.count("svg-cpu") == kinds.count("svg-cache") == len(records), where
-    assert kinds.count("svg-timeline") == sum(1 for r in records if (r["observations"].get("fault") or {}).get("fired"))
-    assert all(w > 100 and h > 10 for _, w, h in loaded.svgs), f"an SVG without size: {loaded.svgs} {where}"
-    colours, share = chromium.ink(shot)
-    assert colours > 16 and share > 0.02, f"the screenshot looks blank ({colours} colours, {share:.1%} ink) {where}"
+    chromium.check_report(page, records, line, tmp_path / "report.png", binary=binary)
 
 
 def test_the_request_check_sees_a_page_that_loads_something(tmp_path):
