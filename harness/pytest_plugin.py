@@ -700,7 +700,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("forgejo-runner-regress: scenario × runner")
         for line in (run_dir / "report.md").read_text().splitlines()[2:]:
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"report: {run_dir / 'report.md'} (and report.json, index.md)")
+        terminalreporter.write_line(f"report: {run_dir / 'report.md'} (and report.json, index.md, report.html)")
     faults = fault_lines(compare.load_records(run_dir / report.CELLS_DIR)[0])
     if faults:
         terminalreporter.section("forgejo-runner-regress: faults (fault × runner → class)")

@@ -1,4 +1,4 @@
-"""What a session leaves behind and how it ends: cell records, report.md / report.json / index.md,
+"""What a session leaves behind and how it ends: cell records, report.md / report.json / index.md / report.html,
 golden baselines, the upgrade gate and the session's exit status.
 
 Pure functions on files and plain values (no pytest import): the plugin's ``pytest_sessionfinish``
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import cache_growth, compare
+from harness import cache_growth, compare, html_report
 from harness.compare import load_records
 from harness.evidence import safe_name, write_index
 from harness.outcome import Outcome
@@ -163,7 +163,8 @@ def cache_section(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_reports(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> list[Path]:
-    """``report.md`` (the table), ``report.json`` (the records) and ``index.md`` (the bundles)."""
+    """``report.md`` (the table), ``report.json`` (the records), ``index.md`` (the bundles) and ``report.html``
+    (all of it on one self-contained page; :func:`finish` writes it again with the gate's decision)."""
     if not records:
         return []
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,7 @@ def write_reports(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> list[P
     md.write_text("# Runner comparison\n\n" + compare.markdown_table(cells) + cache_section(records))
     js = run_dir / "report.json"
     js.write_text(json.dumps(with_figures(records), indent=2, default=str))
-    return [md, js, write_index(run_dir)]
+    return [md, js, write_index(run_dir), html_report.write(run_dir, records)]
 
 
 def save_baseline(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
@@ -295,6 +296,20 @@ def write_gate(run_dir: Path, findings: Sequence[compare.GateFinding], baseline:
     return path
 
 
+def read_gate(path: Path) -> tuple[list[compare.GateFinding], str, str]:
+    """A ``gate.json``'s findings, baseline and candidate (for a page rendered from a finished run dir).
+
+    Raises:
+        ValueError: not a gate.json that :func:`write_gate` wrote.
+    """
+    try:
+        data = json.loads(path.read_text())
+        findings = [compare.GateFinding(**f) for f in data["findings"]]
+        return findings, str(data["baseline"]), str(data["candidate"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a gate.json: {exc!r}") from None
+
+
 def finish(run_dir: Path, tests: Sequence[ReportedTest], current: int, *, gate: GateRequest | None = None,
            save: Path | None = None, session: SessionStamp | None = None) -> SessionReport:
     """Everything a session does at its end, in order: complete and report the records, save a
@@ -315,6 +330,7 @@ def finish(run_dir: Path, tests: Sequence[ReportedTest], current: int, *, gate: 
         return SessionReport(tuple(records), tuple(problems), written=tuple(written))
     findings, baseline = decide_gate([compare.Cell.from_json(r) for r in records], gate)
     written.append(write_gate(run_dir, findings, baseline, gate.candidate))
+    html_report.write(run_dir, records, findings, baseline, gate.candidate)  # now with the gate's decision first
     status = exit_status(current, tests, records, findings, {baseline, gate.candidate})
     if session is not None:
         written.append(write_session(run_dir, session, status, failures, len(records), {

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import chromium
+
 from .test_product_flows import ROOT, run_pytest
 
 pytestmark = [pytest.mark.lab]
@@ -36,6 +38,7 @@ def test_a_slow_forgejo_condition_gates_the_upgrade_and_its_bundle_reruns_under_
     assert lost["class"] == "finalization-lost", lost["class_evidence"]
     assert lost["observations"]["condition"]["name"] == "slowci"
     assert "### under slowci" in (run / "report.md").read_text()
+    page_checked = _check_report_html(run, tmp_path)
     bundle = run / lost["bundle"]  # a record's bundle is relative to its run
     assert (bundle / "condition.yml").is_file()
     assert "--condition=slowci=" in (bundle / "repro.md").read_text()
@@ -47,3 +50,18 @@ def test_a_slow_forgejo_condition_gates_the_upgrade_and_its_bundle_reruns_under_
     new_bundle = Path(again.stdout.rsplit("new bundle: ", 1)[1].split()[0])
     result = json.loads((new_bundle / "result.json").read_text())
     assert (result["condition"], result["class"]) == ("slowci", "finalization-lost"), said
+    if not page_checked:
+        pytest.skip("everything but report.html checked: chromium is not installed (.ci/run installs it as root)")
+
+
+def _check_report_html(run: Path, tmp_path: Path) -> bool:
+    """The session's report.html in headless chromium: the gate line, the fault cells and their timelines (False:
+    no chromium here)."""
+    if chromium.find() is None:
+        return False
+    records = json.loads((run / "report.json").read_text())  # in the order report.html was rendered from
+    faults = [r for r in records if (r["observations"].get("fault") or {}).get("fired")]
+    assert faults, "no fault cell fired"
+    chromium.check_report(run / "report.html", records, "gate FAILED (regressed under slowci: native-checkout)",
+                          tmp_path / "report.png")
+    return True

@@ -71,7 +71,7 @@ def test_tests_without_a_record_get_one_saying_why():
 def test_reports_and_golden_baseline(tmp_path):
     records = [record(), record(runner=CAND, outcome="inconclusive", reason="API 502 after retries")]
     written = report.write_reports(tmp_path, records)
-    assert [p.name for p in written] == ["report.md", "report.json", "index.md"]
+    assert [p.name for p in written] == ["report.md", "report.json", "index.md", "report.html"]
     table = (tmp_path / "report.md").read_text()
     assert table.startswith("# Runner comparison\n\n| scenario | 11.3.1 | 12.1.2 |")
     assert "native-checkout ◆" in table and "INCONCLUSIVE" in table and "API 502 after retries" in table
@@ -148,6 +148,16 @@ def test_a_regression_fails_the_gate(tmp_path):
     assert [f.kind for f in done.findings] == [REGRESSION]
     assert done.exit_status == EXIT_TESTS_FAILED and done.gate_line.startswith("gate FAILED")
     assert json.loads((tmp_path / "gate.json").read_text())["verdict"] == "FAILED"
+    assert report.read_gate(tmp_path / "gate.json") == (list(done.findings), BASE, CAND)
+    page = (tmp_path / "report.html").read_text()  # written again once the gate decided: its line first
+    assert 'id="gate-line">gate FAILED (regressed: native-checkout)' in page and page.index("gate FAILED") < page.index(
+        'id="matrix"')
+
+
+def test_read_gate_names_a_file_that_is_none(tmp_path):
+    (tmp_path / "gate.json").write_text('{"verdict": "passed"}')
+    with pytest.raises(ValueError, match=r"gate\.json is not a gate\.json: KeyError\('findings'\)"):
+        report.read_gate(tmp_path / "gate.json")
 
 
 def test_a_candidate_whose_fixture_died_makes_the_gate_inconclusive(tmp_path):
