@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import compare, report
+from harness import compare, html_report, report
 from harness.errors import ConfigError
 
 IDENTITY = ("session", "host", "scenario_hash")
@@ -121,7 +121,8 @@ def check_union(runs: Sequence[Run]) -> list[dict[str, Any]]:
 
 
 def merge(paths: Sequence[Path], out: Path, gate: report.GateRequest | None) -> Merged:
-    """Join ``paths`` into ``out`` (report.md, report.json, index.md, gate.json) and decide as a session would.
+    """Join ``paths`` into ``out`` (report.md, report.json, index.md, report.html, gate.json) and decide as a session
+    would.
 
     Raises:
         ConfigError: bad input (see the module); ValueError: an unreadable golden baseline.
@@ -142,6 +143,7 @@ def merge(paths: Sequence[Path], out: Path, gate: report.GateRequest | None) -> 
     if gate is not None:
         findings, baseline = report.decide_gate([compare.Cell.from_json(r) for r in records], gate)
         written.append(report.write_gate(out, findings, baseline, gate.candidate))
+        html_report.write(out, records, findings, baseline, gate.candidate)  # the page with the gate's decision first
         runners = {baseline, gate.candidate}
     failing = tuple(f"{r.get('scenario')} × {r.get('runner')}: {r.get('outcome')}"
                     for r in report.failing_records(records, runners))

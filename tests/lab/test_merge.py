@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import chromium
+
 from .test_product_flows import ROOT, run_pytest
 
 pytestmark = [pytest.mark.lab]
@@ -92,3 +94,14 @@ def test_one_run_per_version_merged_decides_as_one_session(binaries_present, tmp
                    "--baseline", "11.3.1", "--candidate", "12.1.2", "--gate-on", "setup")
     assert failed.returncode == 1 and "session failure:" in failed.stdout and "broken-selfcheck" in failed.stdout, \
         failed.stdout + failed.stderr
+
+    # the merge's report.html in headless chromium: a failing selfcheck cell (real), the gate line, every chart
+    if chromium.find() is not None:
+        merged_dir = tmp_path / "merged-selfcheck"
+        records = json.loads((merged_dir / "report.json").read_text())
+        broken = [r for r in records if r["scenario"] == "broken-selfcheck"]
+        assert broken and broken[0]["outcome"] == "fail" and broken[0]["observations"].get("selfcheck"), broken
+        verdict = json.loads((merged_dir / "gate.json").read_text())["verdict"]
+        gate_line = next(text for text in failed.stdout.splitlines() if text.startswith("gate "))
+        assert verdict in gate_line
+        chromium.check_report(merged_dir / "report.html", records, gate_line, tmp_path / "merged.png")

@@ -46,7 +46,10 @@ def test_two_runs_one_per_version_are_gated_like_one_session(tmp_path):
     one = report.decide_gate([report.compare.Cell.from_json(r) for r in merged.records], GATE)[0]
     assert [(f.scenario, f.kind) for f in merged.findings or ()] == [(f.scenario, f.kind) for f in one]
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} >= {"report.md", "report.json", "index.md", "gate.json"}
+    assert {p.name for p in out.iterdir()} >= {"report.md", "report.json", "index.md", "gate.json", "report.html"}
+    page = (out / "report.html").read_text()
+    assert page.index("gate FAILED (regressed: docker-checkout)") < page.index("native-checkout")
+    assert 'href="../a/test_native-checkout-11.3.1/repro.md"' in page
     joined = json.loads((out / "report.json").read_text())
     assert {r["bundle"] for r in joined} == {f"../{d}/test_{s}-{v}" for d, v in (("a", "11.3.1"), ("b", "12.1.2"))
                                              for s in ("native-checkout", "docker-checkout")}
