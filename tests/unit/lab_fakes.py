@@ -107,3 +107,10 @@ def fake_dockerd(tmp_path: Path, run: Path, lab_id: str) -> int:
     (run / "dockerd.pid").write_text(str(pid))
     (run / "users" / lab_id).write_text("1")
     return pid
+
+
+def stand_in(path: Path, script: str) -> str:
+    """An executable at ``path`` running ``script`` (a stand-in for a tool this machine lacks or a test fakes)."""
+    path.write_text(script)
+    path.chmod(0o755)
+    return str(path)

@@ -14,6 +14,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.observe.existing import other_tasks
 from harness.runners import existing
+from tests.unit.lab_fakes import stand_in
 
 
 @pytest.mark.parametrize(("text", "parsed"), [("12.1.2=1234", ("12.1.2", "1234")),
@@ -43,11 +44,8 @@ def test_the_command_line_says_whether_it_is_a_runner_daemon_and_its_config(argv
 
 def systemctl(tmp_path: Path, answer: str, code: int = 0) -> str:
     """A stand-in systemctl (this machine has no systemd): prints ``answer`` for ``show -p MainPID --value``."""
-    exe = tmp_path / "systemctl"
-    exe.write_text(f"#!/bin/sh\n[ \"$1 $2 $3 $4\" = 'show -p MainPID --value' ] || exit 3\necho '{answer}'\n"
-                   f"exit {code}\n")
-    exe.chmod(0o755)
-    return str(exe)
+    return stand_in(tmp_path / "systemctl", f"#!/bin/sh\n[ \"$1 $2 $3 $4\" = 'show -p MainPID --value' ] || exit 3\n"
+                    f"echo '{answer}'\nexit {code}\n")
 
 
 def test_a_unit_s_main_pid_from_systemctl(tmp_path):

@@ -16,6 +16,7 @@ from harness.errors import LabError
 from harness.lab import prepare
 from harness.lab.prepare import Prepared
 from harness.scenarios import load
+from tests.unit.lab_fakes import stand_in
 
 
 @pytest.fixture
@@ -80,11 +81,8 @@ def test_a_manifest_of_an_older_recipe_is_prepared_again(built, tmp_path):
 
 
 def fake_go(tmp_path: Path, stdout: str, code: int) -> str:
-    path = tmp_path / "go"
-    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write({stdout!r})\n"
+    return stand_in(tmp_path / "go", f"#!{sys.executable}\nimport sys\nsys.stdout.write({stdout!r})\n"
                     f"sys.stderr.write('go: noise\\n')\nsys.exit({code})\n")
-    path.chmod(0o755)
-    return str(path)
 
 
 def test_the_module_dir_comes_from_go_mod_download(tmp_path):
