@@ -90,7 +90,8 @@ def read_bundle(path: Path) -> BundleInfo:
     try:
         version = Version.key(str(manifest["runner"]["version"]))
         forgejo = manifest.get("forgejo", {}).get("version")
-        rules = tuple(v["rule"] for v in manifest.get("verdict", {}).get("violations", []))
+        rules = tuple(v["rule"] for v in manifest.get("verdict", {}).get("violations", [])
+                      if v.get("severity", "fail") == "fail")  # report-only findings are no part of the verdict
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{manifest_file} is incomplete: {exc}") from None
     without = tuple(manifest["runner"].get("without_tools") or ())
@@ -171,13 +172,17 @@ def run_on_lab(settings: Settings, scenario: Scenario, versions: Sequence[Versio
 
 
 def same_verdict(bundle: BundleInfo, result: CellResult) -> tuple[bool, str]:
-    """Compare the new verdict with the bundled one (rule sets; a run without a verdict never matches)."""
+    """Compare the new verdict with the bundled one: the sets of failing rules (a report-only finding, e.g. a CPU
+    figure over its report budget on a busier machine, is said but decides nothing); a run without a verdict never
+    matches."""
     if result.verdict is None:
         return False, f"no verdict this time: {result.reason or result.error}"
-    new = tuple(result.verdict.rules())
+    new = tuple(v.rule for v in result.verdict.failing)
+    noted = sorted({v.rule for v in result.verdict.violations if v.severity == "report"})
+    also = f" (report-only this time: {noted})" if noted else ""
     if set(new) == set(bundle.rules):
-        return True, f"same verdict: {sorted(new) or 'no violation'}"
-    return False, f"different verdict: bundled {sorted(bundle.rules)}, now {sorted(new)}"
+        return True, f"same verdict: {sorted(new) or 'no violation'}{also}"
+    return False, f"different verdict: bundled {sorted(bundle.rules)}, now {sorted(new)}{also}"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ SIZES = ("JSON.stringify([...document.querySelectorAll('svg')].map(s => {const r
          "return [s.getAttribute('class') || '', r.width, r.height];}))")
 
 
+CALL_TIMEOUT = 120.0  # seconds for one DevTools call (a full-page screenshot of a long report on a busy machine)
+
+
 def find() -> str | None:
     """The chromium binary on PATH (None when it is not installed)."""
     return next((path for path in map(shutil.which, NAMES) if path), None)
@@ -56,6 +59,7 @@ class _Session:
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self.seq += 1
+        self.ws.settimeout(CALL_TIMEOUT)  # drain() and wait_for() shorten it: a tall page's screenshot takes a while
         self.ws.send(json.dumps({"id": self.seq, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv())
