@@ -230,7 +230,7 @@ def capture(runner: ExistingRunner, *, cpu_seconds: float = 2.0) -> dict[str, ob
     return found
 
 
-def kill_for_dump(runner: ExistingRunner, log_text_after: object = None) -> dict[str, object]:
+def kill_for_dump(runner: ExistingRunner) -> dict[str, object]:
     """``--kill-for-dump``: the capture, then SIGQUIT (the runner prints its goroutines and EXITS; the admin's
     service manager must restart it). Only ever called when the user asked for it."""
     import signal
